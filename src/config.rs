@@ -1,0 +1,276 @@
+//! Layered configuration: built-in defaults, `config/default.toml`, an optional file, then
+//! `FAULTLINE__SECTION__KEY` environment variables. Validation names the offending key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The shipped, documented defaults. Compiled in so the binary runs from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Why configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// A value that must never be printed: `Debug` and `Serialize` show `***` when it is set.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The real value, for the one place that hands it to a client library.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub mqtt: MqttSettings,
+    pub ingest: IngestSettings,
+    pub mapping: MappingSettings,
+    pub status: StatusSettings,
+    pub api: ApiSettings,
+    pub notify: NotifySettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct DatabaseSettings {
+    /// Holds a password for PostgreSQL, hence a secret as a whole; `config` prints it masked.
+    pub url: Secret,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct MqttSettings {
+    pub url: String,
+    pub username: String,
+    pub password: Secret,
+    pub client_id: String,
+    pub topic: String,
+    pub deadletter_topic: String,
+    pub status_topic: String,
+    pub embedded: bool,
+    pub keep_alive_secs: u64,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct IngestSettings {
+    pub max_payload_bytes: usize,
+    pub max_vertices: usize,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct MappingSettings {
+    pub reload_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct StatusSettings {
+    pub min_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ApiSettings {
+    pub bind: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct NotifySettings {
+    pub momentary_delay_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LogSettings {
+    pub filter: String,
+    pub format: String,
+}
+
+impl Settings {
+    /// Loads every layer. `file` is the `--config`/`FAULTLINE_CONFIG` file, if any.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
+            .add_source(
+                config::File::new("config/default.toml", config::FileFormat::Toml).required(false),
+            );
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(
+                config::Environment::with_prefix("FAULTLINE")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The built-in defaults alone: the starting point of tests and the demo.
+    pub fn defaults() -> Self {
+        let parsed: Result<Settings, _> = toml::from_str(DEFAULT_TOML);
+        // The file is compiled in and covered by a unit test, so this cannot fail at run time.
+        parsed.unwrap_or_else(|e| unreachable!("config/default.toml is invalid: {e}"))
+    }
+
+    /// Checks what serde cannot: URL schemes, ranges, topic syntax.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| ConfigError::Invalid {
+            key,
+            message: message.to_owned(),
+        };
+        let db = self.database.url.expose();
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(invalid("database.url", "must start with sqlite: or postgres://"));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        let mqtt = url::Url::parse(&self.mqtt.url)
+            .map_err(|e| invalid("mqtt.url", &format!("not a URL: {e}")))?;
+        if !matches!(mqtt.scheme(), "mqtt" | "mqtts" | "tcp") || mqtt.host_str().is_none() {
+            return Err(invalid("mqtt.url", "must look like mqtt://host:port or mqtts://host:port"));
+        }
+        if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 128 {
+            return Err(invalid("mqtt.client_id", "must be 1 to 128 characters"));
+        }
+        if self.mqtt.topic.is_empty() {
+            return Err(invalid("mqtt.topic", "must not be empty"));
+        }
+        for (key, topic) in [
+            ("mqtt.deadletter_topic", &self.mqtt.deadletter_topic),
+            ("mqtt.status_topic", &self.mqtt.status_topic),
+        ] {
+            if topic.is_empty() || topic.contains(['+', '#']) {
+                return Err(invalid(key, "must be a topic name without wildcards"));
+            }
+        }
+        if self.mqtt.reconnect_min_ms == 0 || self.mqtt.reconnect_min_ms > self.mqtt.reconnect_max_ms {
+            return Err(invalid("mqtt.reconnect_min_ms", "must be above 0 and at most reconnect_max_ms"));
+        }
+        if self.mqtt.keep_alive_secs < 5 {
+            return Err(invalid("mqtt.keep_alive_secs", "must be at least 5"));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.ingest.max_payload_bytes) {
+            return Err(invalid("ingest.max_payload_bytes", "must be between 1 KiB and 16 MiB"));
+        }
+        if self.ingest.max_vertices < 4 {
+            return Err(invalid("ingest.max_vertices", "must be at least 4"));
+        }
+        if !(1..=10_000).contains(&self.ingest.batch_size) {
+            return Err(invalid("ingest.batch_size", "must be between 1 and 10000"));
+        }
+        if self.mapping.reload_secs == 0 {
+            return Err(invalid("mapping.reload_secs", "must be at least 1"));
+        }
+        self.api
+            .bind
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("api.bind", &format!("not an address:port: {e}")))?;
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid("log.format", "must be `text` or `json`"));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        // The database URL is only partly secret: show it with the password masked.
+        shown.database.url = Secret(mask_url_password(self.database.url.expose()));
+        toml::to_string_pretty(&ShowAll(&shown)).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+
+    pub fn momentary_delay(&self) -> Duration {
+        Duration::from_secs(self.notify.momentary_delay_secs)
+    }
+}
+
+/// Serializes `Settings` with the database URL in clear (already masked by the caller).
+struct ShowAll<'a>(&'a Settings);
+
+impl Serialize for ShowAll<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut value = serde_json::to_value(self.0).map_err(serde::ser::Error::custom)?;
+        value["database"]["url"] = serde_json::Value::String(self.0.database.url.0.clone());
+        value.serialize(s)
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn mask_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_defaults_parse_and_validate() {
+        let s = Settings::defaults();
+        s.validate().unwrap();
+        assert_eq!(s.notify.momentary_delay_secs, 300);
+        assert_eq!(s.mqtt.topic, "faultline/v1/events/#");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut s = Settings::defaults();
+        s.mqtt.status_topic = "a/#".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("mqtt.status_topic"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let mut s = Settings::defaults();
+        s.mqtt.password = Secret::new("hunter2");
+        s.database.url = Secret::new("postgres://app:s3cret@db:5432/faultline");
+        let shown = s.to_masked_toml();
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db:5432/faultline"), "{shown}");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

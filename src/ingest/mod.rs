@@ -1,0 +1,3 @@
+//! Ingest: MQTT payloads → validated events → one committed batch → acknowledgements.
+
+pub mod event;

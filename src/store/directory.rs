@@ -1,0 +1,134 @@
+//! Customers and staff.
+
+use sqlx::{QueryBuilder, Row};
+
+use super::{from_millis, millis, on_pool, Store, StoreError, CHUNK_ROWS};
+use crate::directory::{CustomerRecord, StaffRecord};
+use crate::domain::{Coord, CustomerId};
+use crate::mapping::MappedCustomer;
+
+impl Store {
+    /// Inserts or replaces customers by id, in multi-row statements inside one transaction.
+    pub async fn upsert_customers(&self, rows: &[CustomerRecord], now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        let at = millis(now);
+        on_pool!(self, pool, Db => {
+            let mut tx = pool.begin().await?;
+            for chunk in rows.chunks(CHUNK_ROWS) {
+                let mut q = QueryBuilder::<Db>::new(
+                    "INSERT INTO customers (customer_id, name, lon, lat, phone, email, push_token, language, \
+                     channels, quiet_hours, timezone, critical, feeder, service_point, updated_at) ",
+                );
+                q.push_values(chunk, |mut b, c| {
+                    b.push_bind(c.id.as_str().to_owned())
+                        .push_bind(c.name.clone())
+                        .push_bind(c.location.lon)
+                        .push_bind(c.location.lat)
+                        .push_bind(c.phone.as_ref().map(|p| p.as_str().to_owned()))
+                        .push_bind(c.email.as_ref().map(|e| e.as_str().to_owned()))
+                        .push_bind(c.push_token.clone())
+                        .push_bind(c.language.as_str().to_owned())
+                        .push_bind(c.channels_text())
+                        .push_bind(c.quiet_hours.map(|q| q.to_string()))
+                        .push_bind(c.timezone.name().to_owned())
+                        .push_bind(c.critical.map(|k| k.as_str().to_owned()))
+                        .push_bind(c.feeder.clone())
+                        .push_bind(c.service_point.clone())
+                        .push_bind(at);
+                });
+                q.push(
+                    " ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, lon = excluded.lon, \
+                     lat = excluded.lat, phone = excluded.phone, email = excluded.email, \
+                     push_token = excluded.push_token, language = excluded.language, channels = excluded.channels, \
+                     quiet_hours = excluded.quiet_hours, timezone = excluded.timezone, critical = excluded.critical, \
+                     feeder = excluded.feeder, service_point = excluded.service_point, updated_at = excluded.updated_at",
+                );
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Customers changed at or after `since_ms` (all when 0), as mapping sees them, with the
+    /// newest change time seen.
+    pub async fn mapped_customers_since(&self, since_ms: i64) -> Result<(Vec<MappedCustomer>, i64), StoreError> {
+        let sql = "SELECT customer_id, lon, lat, feeder, service_point, critical, updated_at \
+                   FROM customers WHERE updated_at >= $1";
+        let rows = on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(sql).bind(since_ms).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| Ok((
+                    r.try_get::<String, _>(0)?, r.try_get::<f64, _>(1)?, r.try_get::<f64, _>(2)?,
+                    r.try_get::<Option<String>, _>(3)?, r.try_get::<Option<String>, _>(4)?,
+                    r.try_get::<Option<String>, _>(5)?, r.try_get::<i64, _>(6)?,
+                )))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        let mut newest = since_ms;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, lon, lat, feeder, service_point, critical, updated_at) in rows {
+            newest = newest.max(updated_at);
+            out.push(MappedCustomer {
+                id: CustomerId::parse(&id).map_err(|e| StoreError::Corrupt(e.0))?,
+                at: Coord::new(lon, lat).map_err(|e| StoreError::Corrupt(e.0))?,
+                feeder,
+                service_point,
+                critical: critical.is_some_and(|c| !c.is_empty()),
+            });
+        }
+        Ok((out, newest))
+    }
+
+    pub async fn count_customers(&self) -> Result<i64, StoreError> {
+        let n = on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM customers").fetch_one(pool).await?);
+        Ok(n)
+    }
+
+    /// Inserts or replaces staff by id.
+    pub async fn upsert_staff(&self, rows: &[StaffRecord], now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        let at = millis(now);
+        on_pool!(self, pool, Db => {
+            let mut tx = pool.begin().await?;
+            for chunk in rows.chunks(CHUNK_ROWS) {
+                let mut q = QueryBuilder::<Db>::new(
+                    "INSERT INTO staff (staff_id, name, phone, email, skills, languages, lon, lat, status, \
+                     max_shift_hours, updated_at) ",
+                );
+                q.push_values(chunk, |mut b, s| {
+                    b.push_bind(s.id.as_str().to_owned())
+                        .push_bind(s.name.clone())
+                        .push_bind(s.phone.as_ref().map(|p| p.as_str().to_owned()))
+                        .push_bind(s.email.as_ref().map(|e| e.as_str().to_owned()))
+                        .push_bind(s.skills_text())
+                        .push_bind(s.languages_text())
+                        .push_bind(s.depot.lon)
+                        .push_bind(s.depot.lat)
+                        .push_bind(s.status.as_str().to_owned())
+                        .push_bind(s.max_shift_hours)
+                        .push_bind(at);
+                });
+                q.push(
+                    " ON CONFLICT (staff_id) DO UPDATE SET name = excluded.name, phone = excluded.phone, \
+                     email = excluded.email, skills = excluded.skills, languages = excluded.languages, \
+                     lon = excluded.lon, lat = excluded.lat, status = excluded.status, \
+                     max_shift_hours = excluded.max_shift_hours, updated_at = excluded.updated_at",
+                );
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    pub async fn count_staff(&self) -> Result<i64, StoreError> {
+        let n = on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM staff").fetch_one(pool).await?);
+        Ok(n)
+    }
+
+    /// Newest customer change time, to start watching for imports from.
+    pub async fn customers_watermark(&self) -> Result<i64, StoreError> {
+        let n = on_pool!(self, pool, _Db => sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(updated_at) FROM customers").fetch_one(pool).await?);
+        let _ = from_millis(n.unwrap_or(0))?;
+        Ok(n.unwrap_or(0))
+    }
+}
