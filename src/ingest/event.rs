@@ -350,7 +350,7 @@ mod tests {
 
     #[test]
     fn parses_a_detected_polygon() {
-        let raw = include_bytes!("../../tests/fixtures/examples/detected-polygon.json");
+        let raw = include_bytes!("../../samples/events/detected-polygon.json");
         let e = parse_event(raw, LIMITS).unwrap();
         assert_eq!(e.fault_id.as_str(), "F-1001");
         assert_eq!(e.kind, EventKind::Detected);
@@ -361,11 +361,11 @@ mod tests {
 
     #[test]
     fn every_problem_is_named() {
-        let raw = include_bytes!("../../tests/fixtures/examples/bad-time-and-ring.json");
+        let raw = include_bytes!("../../samples/events/bad-time-and-ring.json");
         let r = parse_event(raw, LIMITS).unwrap_err();
         assert!(r.reason.contains("occurred_at") && r.reason.contains("at least 4"), "{}", r.reason);
         assert_eq!(r.event_id.as_deref(), Some("evt-bad-3"));
-        let raw = include_bytes!("../../tests/fixtures/examples/bad-coordinates.json");
+        let raw = include_bytes!("../../samples/events/bad-coordinates.json");
         let r = parse_event(raw, LIMITS).unwrap_err();
         assert!(r.reason.contains("radius_m") && r.reason.contains("outside WGS84"), "{}", r.reason);
     }

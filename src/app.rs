@@ -1,0 +1,187 @@
+//! Wiring: build everything from configuration ([`App::build`]), start the tasks
+//! ([`App::start`]), and stop them in an order that loses nothing ([`Running::shutdown`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::ingest::engine::{Engine, EngineConfig, EngineOutputs};
+use crate::ingest::event::Limits;
+use crate::ingest::mqtt::{self, Link, MqttError};
+use crate::outage::OutageChange;
+use crate::shared::{load_book, SharedBook};
+use crate::status::StatusPublisher;
+use crate::store::{Store, StoreError};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+}
+
+/// A daemon built from configuration, not yet running.
+pub struct App {
+    settings: Settings,
+    store: Store,
+    book: SharedBook,
+    clock: Clock,
+    changes: broadcast::Sender<Arc<OutageChange>>,
+    customers_seen_ms: i64,
+}
+
+impl App {
+    /// Opens and migrates the database and rebuilds the outage state from it.
+    pub async fn build(mut settings: Settings, clock: Clock) -> Result<Self, AppError> {
+        if settings.mqtt.embedded {
+            settings.mqtt.url = crate::broker::start_embedded(&settings.mqtt.url)?;
+            tracing::info!(url = %settings.mqtt.url, "embedded MQTT broker listening");
+        }
+        let store = Store::connect(settings.database.url.expose(), settings.database.max_connections).await?;
+        store.migrate().await?;
+        let (book, customers_seen_ms) = load_book(&store, settings.momentary_delay()).await?;
+        {
+            let b = book.index().len();
+            tracing::info!(backend = store.backend(), customers = b, "outage state rebuilt from the database");
+        }
+        let (changes, _) = broadcast::channel(4096);
+        Ok(Self { settings, store, book: SharedBook::new(book), clock, changes, customers_seen_ms })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn book(&self) -> SharedBook {
+        self.book.clone()
+    }
+
+    /// Every committed outage change; subscribe before [`App::start`] to see them all.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<OutageChange>> {
+        self.changes.subscribe()
+    }
+
+    /// Connects to the broker and starts ingest and status publishing.
+    pub fn start(self) -> Result<Running, AppError> {
+        let s = &self.settings;
+        let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+        let (dirty_tx, dirty_rx) = mpsc::unbounded_channel();
+        let stop_link = CancellationToken::new();
+        let link = mqtt::spawn_subscriber(&s.mqtt, s.mqtt.topic.clone(), inbound_tx, stop_link.clone())?;
+        let engine = Engine::new(
+            self.store.clone(),
+            self.book.clone(),
+            Some(link.client.clone()),
+            EngineConfig {
+                limits: Limits { max_payload_bytes: s.ingest.max_payload_bytes, max_vertices: s.ingest.max_vertices },
+                batch_size: s.ingest.batch_size,
+                deadletter_topic: s.mqtt.deadletter_topic.clone(),
+                reload_every: Duration::from_secs(s.mapping.reload_secs),
+            },
+            EngineOutputs { dirty: dirty_tx, changes: self.changes.clone() },
+            self.clock.clone(),
+            self.customers_seen_ms,
+        );
+        let stop_engine = CancellationToken::new();
+        let engine_task = tokio::spawn(engine.run(inbound_rx, stop_engine.clone()));
+        let publisher = StatusPublisher {
+            book: self.book.clone(),
+            client: link.client.clone(),
+            topic: s.mqtt.status_topic.clone(),
+            min_interval: Duration::from_millis(s.status.min_interval_ms.max(1)),
+            clock: self.clock.clone(),
+        };
+        let stop_status = CancellationToken::new();
+        let status_task = tokio::spawn(publisher.run(dirty_rx, stop_status.clone()));
+        Ok(Running {
+            store: self.store,
+            book: self.book,
+            subscribed: link.subscribed.clone(),
+            link,
+            stop_link,
+            stop_engine,
+            engine_task,
+            stop_status,
+            status_task,
+        })
+    }
+}
+
+/// A started daemon.
+pub struct Running {
+    pub store: Store,
+    pub book: SharedBook,
+    subscribed: watch::Receiver<bool>,
+    link: Link,
+    stop_link: CancellationToken,
+    stop_engine: CancellationToken,
+    engine_task: JoinHandle<()>,
+    stop_status: CancellationToken,
+    status_task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the broker has acknowledged our subscription (or `timeout` passes).
+    pub async fn wait_subscribed(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.subscribed.wait_for(|s| *s)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Runs until `signal` completes, then shuts down cleanly.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+
+    /// Stops in dependency order: ingest finishes its batch (commit, then acks); status
+    /// publishes what is still due; then the link carries those packets and disconnects.
+    pub async fn shutdown(self) {
+        self.stop_engine.cancel();
+        let _ = self.engine_task.await;
+        self.stop_status.cancel();
+        let _ = self.status_task.await;
+        // Requests are carried in order, so the disconnect goes out after the last acks.
+        let _ = self.link.client.disconnect().await;
+        if tokio::time::timeout(Duration::from_secs(5), &mut { self.link.task }).await.is_err() {
+            self.stop_link.cancel();
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,229 @@
+//! `faultline bench`: measurements behind docs/PERFORMANCE.md. Seeded, so runs are comparable.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use clap::Subcommand;
+use geo::{Contains, Coord as GeoCoord, LineString, Point, Polygon};
+use rand::{Rng, SeedableRng};
+
+use crate::app::App;
+use crate::clock::Clock;
+use crate::config::{Secret, Settings};
+use crate::domain::{Coord, CustomerId};
+use crate::ingest::publish::{event_topic, publish_all};
+use crate::mapping::{AreaShape, CustomerIndex, MappedCustomer, PreparedArea};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    /// Area → affected customer ids over a synthetic region.
+    Mapping {
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 21)]
+        runs: usize,
+        /// Also write points.csv and areas.wkt here, for scripts/bench-postgis.sh.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Events per second from the broker to committed state.
+    Ingest {
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        mqtt_url: String,
+        /// Database URL; a temporary SQLite file when omitted.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
+    match what {
+        BenchWhat::Mapping { customers, runs, export } => mapping(customers, runs, export),
+        BenchWhat::Ingest { events, mqtt_url, database_url } => ingest(events, mqtt_url, database_url).await,
+    }
+}
+
+/// The synthetic region: one degree square over northern Germany.
+const REGION: [f64; 4] = [11.0, 53.0, 12.0, 54.0];
+
+/// Seeded uniform customers over [`REGION`].
+pub fn synthetic_customers(n: usize, seed: u64) -> Vec<MappedCustomer> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| MappedCustomer {
+            id: CustomerId::parse(&format!("B{i:07}")).unwrap_or_else(|_| unreachable!("ids are short")),
+            at: Coord { lon: rng.random_range(REGION[0]..REGION[2]), lat: rng.random_range(REGION[1]..REGION[3]) },
+            feeder: None,
+            service_point: None,
+            critical: false,
+        })
+        .collect()
+}
+
+/// A wobbly closed ring of `vertices` points around the region's centre covering about 5 % of it.
+pub fn wobbly_polygon(vertices: usize, seed: u64) -> Vec<[f64; 2]> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (cx, cy) = ((REGION[0] + REGION[2]) / 2.0, (REGION[1] + REGION[3]) / 2.0);
+    // π r² = 0.05 deg²; the wobble averages out.
+    let r = (0.05 / std::f64::consts::PI).sqrt();
+    let mut ring: Vec<[f64; 2]> = (0..vertices)
+        .map(|i| {
+            let a = i as f64 / vertices as f64 * std::f64::consts::TAU;
+            let k = r * (1.0 + 0.12 * (7.0 * a).sin() + rng.random_range(-0.02..0.02));
+            [cx + k * a.cos(), cy + k * a.sin()]
+        })
+        .collect();
+    ring.push(ring[0]);
+    ring
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut out = None;
+    let samples = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            out = Some(f());
+            t.elapsed()
+        })
+        .collect();
+    (median(samples), out.unwrap_or_else(|| unreachable!("runs ≥ 1")))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mapping(n: usize, runs: usize, export: Option<PathBuf>) -> anyhow::Result<()> {
+    let runs = runs.max(1);
+    let customers = synthetic_customers(n, 42);
+    let (build, index) = time(3, || CustomerIndex::build(customers.clone()));
+    println!("customers: {n}; index build (median of 3): {}", ms(build));
+    let cases: Vec<(String, AreaShape)> = [16usize, 256, 4096]
+        .iter()
+        .map(|&v| (format!("polygon {v} vertices"), AreaShape::Polygons(vec![vec![wobbly_polygon(v, v as u64)]])))
+        .chain(std::iter::once((
+            "circle 2 km".to_owned(),
+            AreaShape::Circle { center: Coord { lon: 11.5, lat: 53.5 }, radius_m: 2000.0 },
+        )))
+        .collect();
+    println!("{:<22} {:>9} {:>14} {:>16} {:>16}", "case", "affected", "faultline", "naive ray cast", "geo::Contains");
+    for (name, shape) in &cases {
+        let (ours, affected) = time(runs, || index.affected(Some(&PreparedArea::new(shape)), &[]));
+        let (naive, geo_contains) = match shape {
+            AreaShape::Polygons(p) => {
+                let ring = &p[0][0];
+                let prepared = PreparedArea::new(shape);
+                let naive = time(runs.min(5), || naive_candidates(&index, &prepared, |x, y| match &prepared {
+                    PreparedArea::Polygons(pp) => pp.contains_naive(x, y),
+                    _ => false,
+                }));
+                let polygon = Polygon::new(LineString::from(ring.iter().map(|c| GeoCoord { x: c[0], y: c[1] }).collect::<Vec<_>>()), vec![]);
+                let geo = time(runs.min(5), || naive_candidates(&index, &prepared, |x, y| polygon.contains(&Point::new(x, y))));
+                assert_eq!(naive.1, affected.len(), "naive and prepared must agree");
+                (ms(naive.0), ms(geo.0))
+            }
+            AreaShape::Circle { .. } => ("-".into(), "-".into()),
+        };
+        println!("{name:<22} {:>9} {:>14} {:>16} {:>16}", affected.len(), ms(ours), naive, geo_contains);
+    }
+    if let Some(dir) = export {
+        export_for_postgis(&dir, &customers, &cases)?;
+        println!("exported points.csv and areas.wkt to {}", dir.display());
+    }
+    Ok(())
+}
+
+/// The same R-tree candidates, decided by `test`: the loop a user would write first.
+fn naive_candidates(index: &CustomerIndex, area: &PreparedArea, test: impl Fn(f64, f64) -> bool) -> usize {
+    let [x0, y0, x1, y1] = area.envelope();
+    (0..index.len() as u32)
+        .map(|i| index.get(i).at)
+        .filter(|c| c.lon >= x0 && c.lon <= x1 && c.lat >= y0 && c.lat <= y1)
+        .filter(|c| test(c.lon, c.lat))
+        .count()
+}
+
+fn export_for_postgis(dir: &std::path::Path, customers: &[MappedCustomer], cases: &[(String, AreaShape)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut points = std::io::BufWriter::new(std::fs::File::create(dir.join("points.csv"))?);
+    for c in customers {
+        writeln!(points, "{},{},{}", c.id, c.at.lon, c.at.lat)?;
+    }
+    let mut areas = std::io::BufWriter::new(std::fs::File::create(dir.join("areas.wkt"))?);
+    for (name, shape) in cases {
+        match shape {
+            AreaShape::Polygons(p) => {
+                let coords: Vec<String> = p[0][0].iter().map(|c| format!("{} {}", c[0], c[1])).collect();
+                writeln!(areas, "{name}\tpolygon\tPOLYGON(({}))", coords.join(","))?;
+            }
+            AreaShape::Circle { center, radius_m } => {
+                writeln!(areas, "{name}\tcircle\tPOINT({} {})\t{radius_m}", center.lon, center.lat)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn ingest(events: usize, mqtt_url: String, database_url: Option<String>) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let mut settings = Settings::defaults();
+    let prefix = format!("bench{}", rand::random::<u32>());
+    settings.database.url = Secret::new(database_url.unwrap_or_else(|| format!("sqlite://{}", temp.path().join("bench.db").display())));
+    settings.mqtt.url = mqtt_url;
+    settings.mqtt.client_id = prefix.clone();
+    settings.mqtt.topic = format!("{prefix}/faultline/v1/events/#");
+    settings.mqtt.status_topic = format!("{prefix}/faultline/v1/status");
+    settings.mqtt.deadletter_topic = format!("{prefix}/faultline/v1/deadletter");
+    let app = App::build(settings.clone(), Clock::System).await?;
+    let customers = crate::directory::parse_customers(include_str!("../samples/customers.csv")).map_err(anyhow::Error::msg)?;
+    app.store().upsert_customers(&customers.rows, Utc::now()).await?;
+    let (mapped, _) = app.store().mapped_customers_since(0).await?;
+    app.book().write().remap(mapped, Utc::now());
+    let store = app.store().clone();
+    let mut running = app.start()?;
+    anyhow::ensure!(running.wait_subscribed(Duration::from_secs(10)).await, "not subscribed");
+    // Each fault: detected on one feeder (≈118 customers), then restored.
+    let feeders: Vec<String> = (211..=218).map(|i| format!("LV3.{i}")).collect();
+    let messages: Vec<(String, Vec<u8>)> = (0..events)
+        .map(|i| {
+            let (fault, detected) = (i / 2, i % 2 == 0);
+            let payload = if detected {
+                format!(r#"{{"v":1,"event_id":"b-{i}","fault_id":"B-{fault}","kind":"detected","seq":1,"occurred_at":"2026-11-23T14:00:00Z","devices":["{}"]}}"#, feeders[fault % feeders.len()])
+            } else {
+                format!(r#"{{"v":1,"event_id":"b-{i}","fault_id":"B-{fault}","kind":"restored","seq":2,"occurred_at":"2026-11-23T15:00:00Z"}}"#)
+            };
+            (event_topic(&settings.mqtt.topic, "bench", payload.as_bytes()), payload.into_bytes())
+        })
+        .collect();
+    let start = Instant::now();
+    let publisher = tokio::spawn({
+        let mqtt = settings.mqtt.clone();
+        async move { publish_all(&mqtt, messages).await }
+    });
+    loop {
+        let done: i64 = store.event_counts().await?.iter().map(|(_, n)| n).sum();
+        if done as usize >= events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed();
+    publisher.await??;
+    println!(
+        "ingest: {events} events ({} backend, each mapping ≈118 customers) committed in {:.2} s: {:.0} events/s",
+        store.backend(),
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64()
+    );
+    running.shutdown().await;
+    Ok(())
+}

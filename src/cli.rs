@@ -1,0 +1,137 @@
+//! The command line: `run`, `demo`, `import`, `publish`, `migrate`, `config`, `bench`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::{shutdown_signal, App};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::directory::{parse_customers, parse_staff, ImportReport};
+use crate::ingest::publish::{event_topic, publish_all};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(name = "faultline", version, about = "Outage notification and emergency response dispatcher")]
+pub struct Cli {
+    /// Configuration file layered over the defaults (also FAULTLINE_CONFIG).
+    #[arg(long, global = true, env = "FAULTLINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon until SIGTERM/SIGINT.
+    Run,
+    /// Start an embedded broker and database, import the samples, play a storm, print decisions.
+    Demo(crate::demo::DemoArgs),
+    /// Import customers or staff (CSV or GeoJSON), upserting by id.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// Publish fault event files to the broker.
+    Publish {
+        /// JSON files, one event each.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Region level of the topic.
+        #[arg(long, default_value = "default")]
+        region: String,
+    },
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Print the effective configuration, secrets masked.
+    Config,
+    /// Measure performance (see docs/PERFORMANCE.md).
+    Bench {
+        #[command(subcommand)]
+        what: crate::bench::BenchWhat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportWhat {
+    /// Customers: columns of docs/DATA.md.
+    Customers { file: PathBuf },
+    /// Staff: columns of docs/DATA.md.
+    Staff { file: PathBuf },
+}
+
+/// Runs a parsed command line. Exit code 3 means an import rejected some rows.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Bench { what } = cli.command {
+        return crate::bench::run(what).await.map(|_| ExitCode::SUCCESS);
+    }
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if matches!(cli.command, Command::Demo(_)) {
+        // The demo prints its own story; logs would bury it. rumqttd reports every client
+        // disconnect as an error, which is noise on a demo box.
+        settings.log.filter = "warn,faultline::ingest=error,rumqttd=off".into();
+    }
+    crate::telemetry::init(&settings.log.filter, &settings.log.format);
+    match cli.command {
+        Command::Run => {
+            let app = App::build(settings, Clock::System).await?;
+            app.start()?.run_until(shutdown_signal()).await;
+        }
+        Command::Demo(args) => crate::demo::run(args, settings).await?,
+        Command::Import { what } => return import(&settings, what).await,
+        Command::Publish { files, region } => {
+            let mut messages = Vec::new();
+            for file in &files {
+                let payload = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+                messages.push((event_topic(&settings.mqtt.topic, &region, &payload), payload));
+            }
+            let n = publish_all(&settings.mqtt, messages).await?;
+            println!("published {n} event(s) to {}", settings.mqtt.url);
+        }
+        Command::Migrate => {
+            open_store(&settings).await?;
+            println!("database is up to date");
+        }
+        Command::Config => print!("{}", settings.to_masked_toml()),
+        Command::Bench { .. } => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(settings.database.url.expose(), settings.database.max_connections).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn import(settings: &Settings, what: ImportWhat) -> anyhow::Result<ExitCode> {
+    let store = open_store(settings).await?;
+    let now = chrono::Utc::now();
+    let (file, rejected, imported) = match &what {
+        ImportWhat::Customers { file } => {
+            let report = parse_customers(&read(file)?).map_err(anyhow::Error::msg)?;
+            store.upsert_customers(&report.rows, now).await?;
+            (file, print_errors(file, &report), report.rows.len())
+        }
+        ImportWhat::Staff { file } => {
+            let report = parse_staff(&read(file)?).map_err(anyhow::Error::msg)?;
+            store.upsert_staff(&report.rows, now).await?;
+            (file, print_errors(file, &report), report.rows.len())
+        }
+    };
+    println!("{}: {imported} imported, {rejected} rejected", file.display());
+    Ok(if rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+fn read(file: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+fn print_errors<T>(file: &Path, report: &ImportReport<T>) -> usize {
+    for e in &report.errors {
+        eprintln!("{}:{}: {}", file.display(), e.line, e.reason);
+    }
+    report.errors.len()
+}

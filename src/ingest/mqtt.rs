@@ -1,0 +1,204 @@
+//! The MQTT link. One task owns rumqttc's event loop (it must be polled for anything to move);
+//! everyone else holds a cloned [`AsyncClient`]. Incoming events go to the engine unacknowledged:
+//! the engine acknowledges each after its commit.
+
+use std::time::Duration;
+
+use rand::Rng;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, Transport};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MqttSettings;
+
+/// Why the MQTT link could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("invalid mqtt.url `{0}`")]
+    BadUrl(String),
+}
+
+/// A message for the engine, not yet acknowledged.
+#[derive(Debug)]
+pub struct Inbound {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    /// The broker's message, kept to acknowledge it after the commit; `None` for events that
+    /// did not come over MQTT.
+    pub receipt: Option<Publish>,
+}
+
+/// Broker options from configuration: QoS 1 subscribers need a persistent session (clean
+/// session off) so that events published while we are down wait for us, and manual acks so
+/// that the broker keeps an event until we have committed it.
+pub fn options(settings: &MqttSettings, client_id: &str, persistent: bool) -> Result<MqttOptions, MqttError> {
+    let url = url::Url::parse(&settings.url).map_err(|_| MqttError::BadUrl(settings.url.clone()))?;
+    let host = url.host_str().ok_or_else(|| MqttError::BadUrl(settings.url.clone()))?;
+    let tls = url.scheme() == "mqtts";
+    let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+    let mut opts = MqttOptions::new(client_id, host, port);
+    opts.set_keep_alive(Duration::from_secs(settings.keep_alive_secs))
+        .set_clean_session(!persistent)
+        .set_manual_acks(persistent)
+        .set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024)
+        .set_request_channel_capacity(1024)
+        .set_inflight(100);
+    if !settings.username.is_empty() {
+        opts.set_credentials(settings.username.clone(), settings.password.expose().to_owned());
+    }
+    if tls {
+        opts.set_transport(Transport::tls_with_default_config());
+    }
+    Ok(opts)
+}
+
+/// The running link: a client to publish and acknowledge with, and the event loop's task.
+pub struct Link {
+    pub client: AsyncClient,
+    pub task: JoinHandle<()>,
+    /// Becomes `true` once the subscription is acknowledged (after every reconnect).
+    pub subscribed: watch::Receiver<bool>,
+}
+
+/// Connects and subscribes to `filter`, forwarding publishes to `inbound`.
+///
+/// The channel to the engine is unbounded on purpose: a bounded one could block this loop while
+/// the engine waits for this loop to carry its acks, a deadlock. Memory stays bounded anyway,
+/// because the broker sends at most its in-flight window of unacknowledged QoS 1 messages.
+pub fn spawn_subscriber(
+    settings: &MqttSettings,
+    filter: String,
+    inbound: mpsc::UnboundedSender<Inbound>,
+    stop: CancellationToken,
+) -> Result<Link, MqttError> {
+    let opts = options(settings, &settings.client_id, true)?;
+    let (client, eventloop) = AsyncClient::new(opts, 1024);
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let backoff = Backoff::new(settings.reconnect_min_ms, settings.reconnect_max_ms);
+    let task = tokio::spawn(drive(eventloop, client.clone(), filter, inbound, ready_tx, backoff, stop));
+    Ok(Link { client, task, subscribed: ready_rx })
+}
+
+async fn drive(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    filter: String,
+    inbound: mpsc::UnboundedSender<Inbound>,
+    ready: watch::Sender<bool>,
+    mut backoff: Backoff,
+    stop: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            event = eventloop.poll() => event,
+            // The app stops us only after the engine has sent its last acks and we had a
+            // moment to carry them; see `App::shutdown`.
+            _ = stop.cancelled() => break,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
+                backoff.reset();
+                // Subscribing again is harmless with a kept session and needed without one.
+                if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                    tracing::error!(error = %e, "cannot subscribe");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                tracing::info!(filter = %filter, "subscribed");
+                let _ = ready.send(true);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let msg = Inbound { topic: p.topic.clone(), payload: p.payload.to_vec(), receipt: Some(p) };
+                if inbound.send(msg).is_err() {
+                    break; // the engine is gone: we are shutting down
+                }
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = ready.send(false);
+                let wait = backoff.next();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => break,
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with full jitter, so that a fleet of daemons does not reconnect in step.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    min_ms: u64,
+    max_ms: u64,
+    current_ms: u64,
+}
+
+impl Backoff {
+    pub fn new(min_ms: u64, max_ms: u64) -> Self {
+        Self { min_ms, max_ms, current_ms: min_ms }
+    }
+
+    pub fn reset(&mut self) {
+        self.current_ms = self.min_ms;
+    }
+
+    pub fn next(&mut self) -> Duration {
+        let ceiling = self.current_ms;
+        self.current_ms = (self.current_ms * 2).min(self.max_ms);
+        Duration::from_millis(rand::rng().random_range(self.min_ms / 2..=ceiling.max(self.min_ms / 2 + 1)))
+    }
+}
+
+/// The topic prefix publishers use, from the subscription filter:
+/// `$share/g/faultline/v1/events/#` → `faultline/v1/events`.
+pub fn events_topic_base(filter: &str) -> String {
+    let filter = match filter.strip_prefix("$share/") {
+        Some(rest) => rest.split_once('/').map_or(rest, |(_, f)| f),
+        None => filter,
+    };
+    filter.trim_end_matches('#').trim_end_matches('/').to_owned()
+}
+
+/// A topic level from an id: MQTT wildcards and separators are percent-encoded.
+pub fn topic_level(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for c in id.chars() {
+        match c {
+            '/' => out.push_str("%2F"),
+            '+' => out.push_str("%2B"),
+            '#' => out.push_str("%23"),
+            '%' => out.push_str("%25"),
+            '\0' => out.push_str("%00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics() {
+        assert_eq!(events_topic_base("$share/faultline/faultline/v1/events/#"), "faultline/v1/events");
+        assert_eq!(events_topic_base("t1/faultline/v1/events/#"), "t1/faultline/v1/events");
+        assert_eq!(topic_level("a/b+c#%"), "a%2Fb%2Bc%23%25");
+    }
+
+    #[test]
+    fn backoff_grows_to_its_ceiling() {
+        let mut b = Backoff::new(100, 1000);
+        for _ in 0..10 {
+            assert!(b.next() <= Duration::from_millis(1000));
+        }
+        assert_eq!(b.current_ms, 1000);
+        b.reset();
+        assert_eq!(b.current_ms, 100);
+    }
+}

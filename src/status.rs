@@ -1,0 +1,134 @@
+//! The retained per-fault status document on `{status_topic}/{fault_id}`, published when a fault
+//! changes, at most once per `status.min_interval_ms` per fault, and kept after it closes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rumqttc::{AsyncClient, QoS};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::domain::FaultId;
+use crate::ingest::mqtt::topic_level;
+use crate::outage::Fault;
+use crate::shared::SharedBook;
+
+/// Notice counts (filled by the notification capability).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct NoticeCounts {
+    pub queued: u64,
+    pub sent: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub suppressed: u64,
+}
+
+/// One crew member on a fault (filled by the staffing capability).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CrewEntry {
+    pub staff_id: String,
+    pub skill: String,
+    pub state: String,
+    pub travel_km: f64,
+}
+
+/// The document of `docs/EVENTS.md` § status.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusDoc {
+    pub fault_id: String,
+    pub state: &'static str,
+    pub affected: usize,
+    pub critical_affected: usize,
+    pub restored: u64,
+    pub etr: Option<DateTime<Utc>>,
+    pub cause: String,
+    pub severity: &'static str,
+    pub momentary: bool,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub notices: NoticeCounts,
+    pub crew: Vec<CrewEntry>,
+    pub crew_unfilled: BTreeMap<String, u32>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl StatusDoc {
+    pub fn of(fault: &Fault, now: DateTime<Utc>, momentary_delay: chrono::Duration) -> Self {
+        // `affected` counts customers out now because of this fault: none while it is planned.
+        let out_now = fault.state == crate::outage::FaultState::Active;
+        Self {
+            fault_id: fault.id.as_str().to_owned(),
+            state: fault.public_state(now, momentary_delay),
+            affected: if out_now { fault.affected.len() } else { 0 },
+            critical_affected: if out_now { fault.critical_affected } else { 0 },
+            restored: fault.restored_count,
+            etr: fault.etr,
+            cause: fault.cause.clone(),
+            severity: fault.severity.as_str(),
+            momentary: fault.momentary,
+            starts_at: fault.starts_at,
+            ends_at: fault.ends_at,
+            notices: NoticeCounts::default(),
+            crew: Vec::new(),
+            crew_unfilled: BTreeMap::new(),
+            updated_at: now,
+        }
+    }
+}
+
+/// Publishes status documents for faults reported dirty, coalescing bursts.
+pub struct StatusPublisher {
+    pub book: SharedBook,
+    pub client: AsyncClient,
+    pub topic: String,
+    pub min_interval: Duration,
+    pub clock: Clock,
+}
+
+impl StatusPublisher {
+    /// Runs until `stop`, then publishes what is still dirty and returns.
+    pub async fn run(self, mut dirty: mpsc::UnboundedReceiver<FaultId>, stop: CancellationToken) {
+        let mut due: HashSet<FaultId> = HashSet::new();
+        let mut tick = tokio::time::interval(self.min_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                id = dirty.recv() => match id {
+                    Some(id) => { due.insert(id); }
+                    None => break,
+                },
+                _ = tick.tick() => self.publish(&mut due).await,
+            }
+        }
+        while let Ok(id) = dirty.try_recv() {
+            due.insert(id);
+        }
+        self.publish(&mut due).await;
+    }
+
+    async fn publish(&self, due: &mut HashSet<FaultId>) {
+        if due.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let docs: Vec<(String, Vec<u8>)> = {
+            let book = self.book.read();
+            due.drain()
+                .filter_map(|id| book.fault(&id).map(|f| StatusDoc::of(f, now, book.momentary_delay())))
+                .filter_map(|doc| {
+                    let topic = format!("{}/{}", self.topic, topic_level(&doc.fault_id));
+                    serde_json::to_vec(&doc).ok().map(|body| (topic, body))
+                })
+                .collect()
+        };
+        for (topic, body) in docs {
+            if let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, true, body).await {
+                tracing::warn!(error = %e, "cannot publish fault status");
+            }
+        }
+    }
+}
