@@ -1,0 +1,267 @@
+//! Test harness: every test gets its own database (SQLite file or PostgreSQL database), its own
+//! MQTT topic prefix and client id, on the real Mosquitto and PostgreSQL of the machine.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use faultline::app::{App, Running};
+use faultline::clock::Clock;
+use faultline::config::{Secret, Settings};
+use faultline::store::Store;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn mqtt_url() -> String {
+    std::env::var("FAULTLINE_TEST_MQTT_URL").unwrap_or_else(|_| "mqtt://127.0.0.1:1883".into())
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("FAULTLINE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A unique, identifier-safe name for this test's topics, client id and database.
+pub fn unique_prefix() -> String {
+    format!("t{:016x}", rand::random::<u64>())
+}
+
+/// A fresh database of the backend; the TempDir keeps a SQLite file alive.
+pub async fn fresh_database(backend: Backend, name: &str) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("faultline.db").display()),
+        Backend::Postgres => {
+            let admin = sqlx::PgPool::connect(&pg_admin_url()).await.expect("PostgreSQL reachable (scripts/test.sh starts it)");
+            // A name we generated ourselves; identifiers cannot be bound as parameters.
+            sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&admin).await.unwrap();
+            admin.close().await;
+            let mut url = url::Url::parse(&pg_admin_url()).unwrap();
+            url.set_path(name);
+            url.to_string()
+        }
+    };
+    (url, dir)
+}
+
+/// Settings for a test: its own prefix on every topic, its own client id and database.
+pub fn test_settings(prefix: &str, database_url: &str) -> Settings {
+    let mut s = Settings::defaults();
+    s.database.url = Secret::new(database_url);
+    s.database.max_connections = 4;
+    s.mqtt.url = mqtt_url();
+    s.mqtt.client_id = prefix.to_owned();
+    s.mqtt.topic = format!("{prefix}/faultline/v1/events/#");
+    s.mqtt.deadletter_topic = format!("{prefix}/faultline/v1/deadletter");
+    s.mqtt.status_topic = format!("{prefix}/faultline/v1/status");
+    s.mqtt.reconnect_min_ms = 100;
+    s.mqtt.reconnect_max_ms = 1000;
+    s.status.min_interval_ms = 100;
+    s.mapping.reload_secs = 1;
+    s
+}
+
+/// A sample customer as the test reads it, straight from the CSV, without the code under test.
+#[derive(Debug, Clone)]
+pub struct SampleCustomer {
+    pub id: String,
+    pub lon: f64,
+    pub lat: f64,
+    pub feeder: String,
+    pub service_point: String,
+}
+
+pub fn sample_customers() -> Vec<SampleCustomer> {
+    include_str!("../../samples/customers.csv")
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            SampleCustomer {
+                id: f[0].into(),
+                lon: f[2].parse().unwrap(),
+                lat: f[3].parse().unwrap(),
+                feeder: f[12].into(),
+                service_point: f[13].into(),
+            }
+        })
+        .collect()
+}
+
+/// Ids of sample customers in the half-open box [x0, x1) × [y0, y1), the documented rule for
+/// points on an axis-aligned rectangle's edges.
+pub fn in_box(customers: &[SampleCustomer], x0: f64, y0: f64, x1: f64, y1: f64) -> Vec<String> {
+    sorted(customers.iter().filter(|c| c.lon >= x0 && c.lon < x1 && c.lat >= y0 && c.lat < y1).map(|c| c.id.clone()))
+}
+
+pub fn on_device(customers: &[SampleCustomer], device: &str) -> Vec<String> {
+    sorted(customers.iter().filter(|c| c.feeder == device || c.service_point == device).map(|c| c.id.clone()))
+}
+
+/// Great-circle distance on a sphere of the mean Earth radius.
+pub fn haversine_m(lon1: f64, lat1: f64, lon2: f64, lat2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6_371_008.8 * a.sqrt().asin()
+}
+
+pub fn sorted(ids: impl Iterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = ids.collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+pub fn union(sets: &[&[String]]) -> Vec<String> {
+    sorted(sets.iter().flat_map(|s| s.iter().cloned()))
+}
+
+/// A daemon under test.
+pub struct TestApp {
+    pub running: Option<Running>,
+    pub store: Store,
+    pub settings: Settings,
+    pub prefix: String,
+    pub backend: Backend,
+    _dir: tempfile::TempDir,
+}
+
+/// Builds a daemon on a fresh database with the sample customers imported, and waits until it
+/// is subscribed.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let prefix = unique_prefix();
+    let (url, dir) = fresh_database(backend, &prefix).await;
+    let settings = test_settings(&prefix, &url);
+    import_samples(&url).await;
+    let app = App::build(settings.clone(), Clock::System).await.expect("app builds");
+    let store = app.store().clone();
+    let mut running = app.start().expect("app starts");
+    assert!(running.wait_subscribed(Duration::from_secs(10)).await, "subscribed to the broker");
+    TestApp { running: Some(running), store, settings, prefix, backend, _dir: dir }
+}
+
+pub async fn import_samples(database_url: &str) {
+    let store = Store::connect(database_url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let customers = faultline::directory::parse_customers(include_str!("../../samples/customers.csv")).unwrap();
+    store.upsert_customers(&customers.rows, chrono::Utc::now()).await.unwrap();
+    store.close().await;
+}
+
+impl TestApp {
+    pub fn events_topic(&self, fault: &str) -> String {
+        format!("{}/faultline/v1/events/test/{fault}", self.prefix)
+    }
+
+    /// Publishes payloads in order (QoS 1, each acknowledged by the broker).
+    pub async fn publish(&self, payloads: &[&[u8]]) {
+        let messages = payloads.iter().map(|p| (self.events_topic("x"), p.to_vec())).collect();
+        faultline::ingest::publish::publish_all(&self.settings.mqtt, messages).await.unwrap();
+    }
+
+    /// Waits until at least `n` events are in the event log.
+    pub async fn wait_events(&self, n: i64) {
+        wait_events(&self.store, n).await
+    }
+
+    pub async fn count(&self, status: &str) -> i64 {
+        self.store.event_counts().await.unwrap().into_iter().find(|(s, _)| s == status).map_or(0, |(_, n)| n)
+    }
+
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    /// Stops the daemon but keeps its database (a SQLite file lives as long as `self`).
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+pub async fn wait_events(store: &Store, n: i64) {
+    for _ in 0..300 {
+        let seen: i64 = store.event_counts().await.unwrap().iter().map(|(_, c)| c).sum();
+        if seen >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("fewer than {n} events processed within 30 s");
+}
+
+/// Waits until `check` holds, polling; panics with `what` after 20 s.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Subscribes to `topic` on the test broker; returns once the subscription is acknowledged.
+pub async fn subscribe(topic: &str) -> mpsc::UnboundedReceiver<(String, Vec<u8>, bool)> {
+    let url = url::Url::parse(&mqtt_url()).unwrap();
+    let mut opts = MqttOptions::new(unique_prefix(), url.host_str().unwrap(), url.port().unwrap_or(1883));
+    opts.set_max_packet_size(4 << 20, 4 << 20);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _client = client; // keep the request channel open
+        let mut ready = Some(ready_tx);
+        while let Ok(event) = eventloop.poll().await {
+            match event {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    if tx.send((p.topic.clone(), p.payload.to_vec(), p.retain)).is_err() {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx).await.unwrap().unwrap();
+    rx
+}
+
+/// Runs each named async test function once per backend, in modules `sqlite` and `postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
