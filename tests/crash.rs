@@ -1,0 +1,115 @@
+//! Nothing lost, nothing twice: the real binary is killed with SIGKILL in the middle of a
+//! stream, events are published while it is down, and a restart must account for every event
+//! exactly once, with the outage state the events imply.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn spawn_daemon(settings: &faultline::config::Settings) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("run")
+        .env("FAULTLINE__DATABASE__URL", settings.database.url.expose())
+        .env("FAULTLINE__MQTT__URL", &settings.mqtt.url)
+        .env("FAULTLINE__MQTT__CLIENT_ID", &settings.mqtt.client_id)
+        .env("FAULTLINE__MQTT__TOPIC", &settings.mqtt.topic)
+        .env("FAULTLINE__MQTT__DEADLETTER_TOPIC", &settings.mqtt.deadletter_topic)
+        .env("FAULTLINE__MQTT__STATUS_TOPIC", &settings.mqtt.status_topic)
+        // Small batches, so the kill lands between commits as well as inside one.
+        .env("FAULTLINE__INGEST__BATCH_SIZE", "4")
+        .env("FAULTLINE__LOG__FILTER", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the faultline binary starts")
+}
+
+fn event(i: usize, device: &str) -> Vec<u8> {
+    // Even faults are detected then restored; odd ones stay out.
+    let (fault, kind, seq) = (i / 2, if i % 2 == 0 { "detected" } else { "restored" }, 1 + i % 2);
+    let fault = if fault % 2 == 0 { fault } else { fault + 100_000 };
+    let kind = if fault >= 100_000 && kind == "restored" { "updated" } else { kind };
+    format!(
+        r#"{{"v":1,"event_id":"k-{i}","fault_id":"K-{fault}","kind":"{kind}","seq":{seq},"occurred_at":"2026-11-23T14:00:00Z","devices":["{device}"]}}"#
+    )
+    .into_bytes()
+}
+
+async fn accepted(store: &faultline::store::Store) -> i64 {
+    let counts = store.event_counts().await.unwrap();
+    counts.iter().filter(|(s, _)| s == "applied" || s == "stale" || s == "ignored").map(|(_, n)| n).sum()
+}
+
+async fn sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(backend: Backend) {
+    let prefix = unique_prefix();
+    let (url, _dir) = fresh_database(backend, &prefix).await;
+    import_samples(&url).await;
+    let settings = test_settings(&prefix, &url);
+    let store = faultline::store::Store::connect(&url, 2).await.unwrap();
+    let customers = sample_customers();
+    let devices: Vec<&str> = customers.iter().step_by(17).map(|c| c.service_point.as_str()).collect();
+    let topic = format!("{prefix}/faultline/v1/events/test/k");
+    let publish = |range: std::ops::Range<usize>| {
+        let mqtt = settings.mqtt.clone();
+        let messages: Vec<(String, Vec<u8>)> = range.map(|i| (topic.clone(), event(i, devices[(i / 2) % devices.len()]))).collect();
+        async move { faultline::ingest::publish::publish_all(&mqtt, messages).await.unwrap() }
+    };
+
+    // First start: wait until the persistent session exists (a probe event arrives).
+    let mut daemon = spawn_daemon(&settings);
+    let probe = br#"{"v":1,"event_id":"probe","fault_id":"PROBE","kind":"restored","occurred_at":"2026-11-23T13:00:00Z"}"#;
+    eventually("the daemon subscribes", || {
+        let (store, mqtt, topic) = (store.clone(), settings.mqtt.clone(), topic.clone());
+        async move {
+            let _ = faultline::ingest::publish::publish_all(&mqtt, vec![(topic, probe.to_vec())]).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            accepted(&store).await >= 1
+        }
+    })
+    .await;
+
+    // Mosquitto queues at most 1000 messages per client by default: stay below.
+    const RUNNING: usize = 600;
+    const WHILE_DOWN: usize = 200;
+    let stream = tokio::spawn(publish(0..RUNNING));
+    eventually("a quarter of the stream is committed", || {
+        let store = store.clone();
+        async move { accepted(&store).await >= (RUNNING / 4) as i64 }
+    })
+    .await;
+    daemon.kill().unwrap(); // SIGKILL
+    daemon.wait().unwrap();
+    let at_kill = accepted(&store).await;
+    stream.await.unwrap();
+    publish(RUNNING..RUNNING + WHILE_DOWN).await;
+
+    let mut daemon = spawn_daemon(&settings);
+    let total = (1 + RUNNING + WHILE_DOWN) as i64;
+    eventually("every event is accounted for after the restart", || {
+        let store = store.clone();
+        async move { accepted(&store).await >= total }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+
+    assert!(at_kill < total - WHILE_DOWN as i64, "the kill landed mid-stream ({at_kill} of {total})");
+    assert_eq!(accepted(&store).await, total, "each event accepted exactly once");
+    // The expected state, from the events alone: faults whose last event is not `restored`.
+    let mut expected = Vec::new();
+    for i in (0..RUNNING + WHILE_DOWN).step_by(2) {
+        let fault = i / 2;
+        let restored_later = fault % 2 == 0 && i + 1 < RUNNING + WHILE_DOWN;
+        if !restored_later {
+            expected.extend(on_device(&customers, devices[fault % devices.len()]));
+        }
+    }
+    assert_eq!(store.customers_out().await.unwrap(), sorted(expected.into_iter()));
+    store.close().await;
+}
+
+both_backends!(sigkill_mid_stream_loses_nothing_and_applies_nothing_twice);
