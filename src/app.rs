@@ -47,15 +47,30 @@ impl App {
             settings.mqtt.url = crate::broker::start_embedded(&settings.mqtt.url)?;
             tracing::info!(url = %settings.mqtt.url, "embedded MQTT broker listening");
         }
-        let store = Store::connect(settings.database.url.expose(), settings.database.max_connections).await?;
+        let store = Store::connect(
+            settings.database.url.expose(),
+            settings.database.max_connections,
+        )
+        .await?;
         store.migrate().await?;
         let (book, customers_seen_ms) = load_book(&store, settings.momentary_delay()).await?;
         {
             let b = book.index().len();
-            tracing::info!(backend = store.backend(), customers = b, "outage state rebuilt from the database");
+            tracing::info!(
+                backend = store.backend(),
+                customers = b,
+                "outage state rebuilt from the database"
+            );
         }
         let (changes, _) = broadcast::channel(4096);
-        Ok(Self { settings, store, book: SharedBook::new(book), clock, changes, customers_seen_ms })
+        Ok(Self {
+            settings,
+            store,
+            book: SharedBook::new(book),
+            clock,
+            changes,
+            customers_seen_ms,
+        })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -81,18 +96,25 @@ impl App {
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let (dirty_tx, dirty_rx) = mpsc::unbounded_channel();
         let stop_link = CancellationToken::new();
-        let link = mqtt::spawn_subscriber(&s.mqtt, s.mqtt.topic.clone(), inbound_tx, stop_link.clone())?;
+        let link =
+            mqtt::spawn_subscriber(&s.mqtt, s.mqtt.topic.clone(), inbound_tx, stop_link.clone())?;
         let engine = Engine::new(
             self.store.clone(),
             self.book.clone(),
             Some(link.client.clone()),
             EngineConfig {
-                limits: Limits { max_payload_bytes: s.ingest.max_payload_bytes, max_vertices: s.ingest.max_vertices },
+                limits: Limits {
+                    max_payload_bytes: s.ingest.max_payload_bytes,
+                    max_vertices: s.ingest.max_vertices,
+                },
                 batch_size: s.ingest.batch_size,
                 deadletter_topic: s.mqtt.deadletter_topic.clone(),
                 reload_every: Duration::from_secs(s.mapping.reload_secs),
             },
-            EngineOutputs { dirty: dirty_tx, changes: self.changes.clone() },
+            EngineOutputs {
+                dirty: dirty_tx,
+                changes: self.changes.clone(),
+            },
             self.clock.clone(),
             self.customers_seen_ms,
         );
@@ -137,7 +159,9 @@ pub struct Running {
 impl Running {
     /// Waits until the broker has acknowledged our subscription (or `timeout` passes).
     pub async fn wait_subscribed(&mut self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, self.subscribed.wait_for(|s| *s)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, self.subscribed.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Runs until `signal` completes, then shuts down cleanly.
@@ -156,7 +180,10 @@ impl Running {
         let _ = self.status_task.await;
         // Requests are carried in order, so the disconnect goes out after the last acks.
         let _ = self.link.client.disconnect().await;
-        if tokio::time::timeout(Duration::from_secs(5), &mut { self.link.task }).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), &mut { self.link.task })
+            .await
+            .is_err()
+        {
             self.stop_link.cancel();
         }
         self.store.close().await;

@@ -42,8 +42,16 @@ pub enum BenchWhat {
 
 pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
     match what {
-        BenchWhat::Mapping { customers, runs, export } => mapping(customers, runs, export),
-        BenchWhat::Ingest { events, mqtt_url, database_url } => ingest(events, mqtt_url, database_url).await,
+        BenchWhat::Mapping {
+            customers,
+            runs,
+            export,
+        } => mapping(customers, runs, export),
+        BenchWhat::Ingest {
+            events,
+            mqtt_url,
+            database_url,
+        } => ingest(events, mqtt_url, database_url).await,
     }
 }
 
@@ -55,8 +63,12 @@ pub fn synthetic_customers(n: usize, seed: u64) -> Vec<MappedCustomer> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     (0..n)
         .map(|i| MappedCustomer {
-            id: CustomerId::parse(&format!("B{i:07}")).unwrap_or_else(|_| unreachable!("ids are short")),
-            at: Coord { lon: rng.random_range(REGION[0]..REGION[2]), lat: rng.random_range(REGION[1]..REGION[3]) },
+            id: CustomerId::parse(&format!("B{i:07}"))
+                .unwrap_or_else(|_| unreachable!("ids are short")),
+            at: Coord {
+                lon: rng.random_range(REGION[0]..REGION[2]),
+                lat: rng.random_range(REGION[1]..REGION[3]),
+            },
             feeder: None,
             service_point: None,
             critical: false,
@@ -95,7 +107,10 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
             t.elapsed()
         })
         .collect();
-    (median(samples), out.unwrap_or_else(|| unreachable!("runs ≥ 1")))
+    (
+        median(samples),
+        out.unwrap_or_else(|| unreachable!("runs ≥ 1")),
+    )
 }
 
 fn ms(d: Duration) -> String {
@@ -109,31 +124,66 @@ fn mapping(n: usize, runs: usize, export: Option<PathBuf>) -> anyhow::Result<()>
     println!("customers: {n}; index build (median of 3): {}", ms(build));
     let cases: Vec<(String, AreaShape)> = [16usize, 256, 4096]
         .iter()
-        .map(|&v| (format!("polygon {v} vertices"), AreaShape::Polygons(vec![vec![wobbly_polygon(v, v as u64)]])))
+        .map(|&v| {
+            (
+                format!("polygon {v} vertices"),
+                AreaShape::Polygons(vec![vec![wobbly_polygon(v, v as u64)]]),
+            )
+        })
         .chain(std::iter::once((
             "circle 2 km".to_owned(),
-            AreaShape::Circle { center: Coord { lon: 11.5, lat: 53.5 }, radius_m: 2000.0 },
+            AreaShape::Circle {
+                center: Coord {
+                    lon: 11.5,
+                    lat: 53.5,
+                },
+                radius_m: 2000.0,
+            },
         )))
         .collect();
-    println!("{:<22} {:>9} {:>14} {:>16} {:>16}", "case", "affected", "faultline", "naive ray cast", "geo::Contains");
+    println!(
+        "{:<22} {:>9} {:>14} {:>16} {:>16}",
+        "case", "affected", "faultline", "naive ray cast", "geo::Contains"
+    );
     for (name, shape) in &cases {
-        let (ours, affected) = time(runs, || index.affected(Some(&PreparedArea::new(shape)), &[]));
+        let (ours, affected) = time(runs, || {
+            index.affected(Some(&PreparedArea::new(shape)), &[])
+        });
         let (naive, geo_contains) = match shape {
             AreaShape::Polygons(p) => {
                 let ring = &p[0][0];
                 let prepared = PreparedArea::new(shape);
-                let naive = time(runs.min(5), || naive_candidates(&index, &prepared, |x, y| match &prepared {
-                    PreparedArea::Polygons(pp) => pp.contains_naive(x, y),
-                    _ => false,
-                }));
-                let polygon = Polygon::new(LineString::from(ring.iter().map(|c| GeoCoord { x: c[0], y: c[1] }).collect::<Vec<_>>()), vec![]);
-                let geo = time(runs.min(5), || naive_candidates(&index, &prepared, |x, y| polygon.contains(&Point::new(x, y))));
+                let naive = time(runs.min(5), || {
+                    naive_candidates(&index, &prepared, |x, y| match &prepared {
+                        PreparedArea::Polygons(pp) => pp.contains_naive(x, y),
+                        _ => false,
+                    })
+                });
+                let polygon = Polygon::new(
+                    LineString::from(
+                        ring.iter()
+                            .map(|c| GeoCoord { x: c[0], y: c[1] })
+                            .collect::<Vec<_>>(),
+                    ),
+                    vec![],
+                );
+                let geo = time(runs.min(5), || {
+                    naive_candidates(&index, &prepared, |x, y| {
+                        polygon.contains(&Point::new(x, y))
+                    })
+                });
                 assert_eq!(naive.1, affected.len(), "naive and prepared must agree");
                 (ms(naive.0), ms(geo.0))
             }
             AreaShape::Circle { .. } => ("-".into(), "-".into()),
         };
-        println!("{name:<22} {:>9} {:>14} {:>16} {:>16}", affected.len(), ms(ours), naive, geo_contains);
+        println!(
+            "{name:<22} {:>9} {:>14} {:>16} {:>16}",
+            affected.len(),
+            ms(ours),
+            naive,
+            geo_contains
+        );
     }
     if let Some(dir) = export {
         export_for_postgis(&dir, &customers, &cases)?;
@@ -143,7 +193,11 @@ fn mapping(n: usize, runs: usize, export: Option<PathBuf>) -> anyhow::Result<()>
 }
 
 /// The same R-tree candidates, decided by `test`: the loop a user would write first.
-fn naive_candidates(index: &CustomerIndex, area: &PreparedArea, test: impl Fn(f64, f64) -> bool) -> usize {
+fn naive_candidates(
+    index: &CustomerIndex,
+    area: &PreparedArea,
+    test: impl Fn(f64, f64) -> bool,
+) -> usize {
     let [x0, y0, x1, y1] = area.envelope();
     (0..index.len() as u32)
         .map(|i| index.get(i).at)
@@ -152,7 +206,11 @@ fn naive_candidates(index: &CustomerIndex, area: &PreparedArea, test: impl Fn(f6
         .count()
 }
 
-fn export_for_postgis(dir: &std::path::Path, customers: &[MappedCustomer], cases: &[(String, AreaShape)]) -> anyhow::Result<()> {
+fn export_for_postgis(
+    dir: &std::path::Path,
+    customers: &[MappedCustomer],
+    cases: &[(String, AreaShape)],
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut points = std::io::BufWriter::new(std::fs::File::create(dir.join("points.csv"))?);
     for c in customers {
@@ -162,35 +220,55 @@ fn export_for_postgis(dir: &std::path::Path, customers: &[MappedCustomer], cases
     for (name, shape) in cases {
         match shape {
             AreaShape::Polygons(p) => {
-                let coords: Vec<String> = p[0][0].iter().map(|c| format!("{} {}", c[0], c[1])).collect();
+                let coords: Vec<String> = p[0][0]
+                    .iter()
+                    .map(|c| format!("{} {}", c[0], c[1]))
+                    .collect();
                 writeln!(areas, "{name}\tpolygon\tPOLYGON(({}))", coords.join(","))?;
             }
             AreaShape::Circle { center, radius_m } => {
-                writeln!(areas, "{name}\tcircle\tPOINT({} {})\t{radius_m}", center.lon, center.lat)?;
+                writeln!(
+                    areas,
+                    "{name}\tcircle\tPOINT({} {})\t{radius_m}",
+                    center.lon, center.lat
+                )?;
             }
         }
     }
     Ok(())
 }
 
-async fn ingest(events: usize, mqtt_url: String, database_url: Option<String>) -> anyhow::Result<()> {
+async fn ingest(
+    events: usize,
+    mqtt_url: String,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
     let mut settings = Settings::defaults();
     let prefix = format!("bench{}", rand::random::<u32>());
-    settings.database.url = Secret::new(database_url.unwrap_or_else(|| format!("sqlite://{}", temp.path().join("bench.db").display())));
+    settings.database.url = Secret::new(
+        database_url
+            .unwrap_or_else(|| format!("sqlite://{}", temp.path().join("bench.db").display())),
+    );
     settings.mqtt.url = mqtt_url;
     settings.mqtt.client_id = prefix.clone();
     settings.mqtt.topic = format!("{prefix}/faultline/v1/events/#");
     settings.mqtt.status_topic = format!("{prefix}/faultline/v1/status");
     settings.mqtt.deadletter_topic = format!("{prefix}/faultline/v1/deadletter");
     let app = App::build(settings.clone(), Clock::System).await?;
-    let customers = crate::directory::parse_customers(include_str!("../samples/customers.csv")).map_err(anyhow::Error::msg)?;
-    app.store().upsert_customers(&customers.rows, Utc::now()).await?;
+    let customers = crate::directory::parse_customers(include_str!("../samples/customers.csv"))
+        .map_err(anyhow::Error::msg)?;
+    app.store()
+        .upsert_customers(&customers.rows, Utc::now())
+        .await?;
     let (mapped, _) = app.store().mapped_customers_since(0).await?;
     app.book().write().remap(mapped, Utc::now());
     let store = app.store().clone();
     let mut running = app.start()?;
-    anyhow::ensure!(running.wait_subscribed(Duration::from_secs(10)).await, "not subscribed");
+    anyhow::ensure!(
+        running.wait_subscribed(Duration::from_secs(10)).await,
+        "not subscribed"
+    );
     // Each fault: detected on one feeder (≈118 customers), then restored.
     let feeders: Vec<String> = (211..=218).map(|i| format!("LV3.{i}")).collect();
     let messages: Vec<(String, Vec<u8>)> = (0..events)

@@ -14,7 +14,11 @@ use crate::ingest::publish::{event_topic, publish_all};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
-#[command(name = "faultline", version, about = "Outage notification and emergency response dispatcher")]
+#[command(
+    name = "faultline",
+    version,
+    about = "Outage notification and emergency response dispatcher"
+)]
 pub struct Cli {
     /// Configuration file layered over the defaults (also FAULTLINE_CONFIG).
     #[arg(long, global = true, env = "FAULTLINE_CONFIG")]
@@ -84,8 +88,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish { files, region } => {
             let mut messages = Vec::new();
             for file in &files {
-                let payload = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-                messages.push((event_topic(&settings.mqtt.topic, &region, &payload), payload));
+                let payload = std::fs::read(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                messages.push((
+                    event_topic(&settings.mqtt.topic, &region, &payload),
+                    payload,
+                ));
             }
             let n = publish_all(&settings.mqtt, messages).await?;
             println!("published {n} event(s) to {}", settings.mqtt.url);
@@ -101,7 +109,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let store = Store::connect(settings.database.url.expose(), settings.database.max_connections).await?;
+    let store = Store::connect(
+        settings.database.url.expose(),
+        settings.database.max_connections,
+    )
+    .await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -121,8 +133,15 @@ async fn import(settings: &Settings, what: ImportWhat) -> anyhow::Result<ExitCod
             (file, print_errors(file, &report), report.rows.len())
         }
     };
-    println!("{}: {imported} imported, {rejected} rejected", file.display());
-    Ok(if rejected > 0 { ExitCode::from(3) } else { ExitCode::SUCCESS })
+    println!(
+        "{}: {imported} imported, {rejected} rejected",
+        file.display()
+    );
+    Ok(if rejected > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn read(file: &Path) -> anyhow::Result<String> {

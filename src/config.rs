@@ -121,7 +121,10 @@ impl Settings {
     /// Loads every layer. `file` is the `--config`/`FAULTLINE_CONFIG` file, if any.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
+            .add_source(config::File::from_str(
+                DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
             .add_source(
                 config::File::new("config/default.toml", config::FileFormat::Toml).required(false),
             );
@@ -155,8 +158,14 @@ impl Settings {
             message: message.to_owned(),
         };
         let db = self.database.url.expose();
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            return Err(invalid("database.url", "must start with sqlite: or postgres://"));
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite: or postgres://",
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
@@ -164,7 +173,10 @@ impl Settings {
         let mqtt = url::Url::parse(&self.mqtt.url)
             .map_err(|e| invalid("mqtt.url", &format!("not a URL: {e}")))?;
         if !matches!(mqtt.scheme(), "mqtt" | "mqtts" | "tcp") || mqtt.host_str().is_none() {
-            return Err(invalid("mqtt.url", "must look like mqtt://host:port or mqtts://host:port"));
+            return Err(invalid(
+                "mqtt.url",
+                "must look like mqtt://host:port or mqtts://host:port",
+            ));
         }
         if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 128 {
             return Err(invalid("mqtt.client_id", "must be 1 to 128 characters"));
@@ -180,14 +192,22 @@ impl Settings {
                 return Err(invalid(key, "must be a topic name without wildcards"));
             }
         }
-        if self.mqtt.reconnect_min_ms == 0 || self.mqtt.reconnect_min_ms > self.mqtt.reconnect_max_ms {
-            return Err(invalid("mqtt.reconnect_min_ms", "must be above 0 and at most reconnect_max_ms"));
+        if self.mqtt.reconnect_min_ms == 0
+            || self.mqtt.reconnect_min_ms > self.mqtt.reconnect_max_ms
+        {
+            return Err(invalid(
+                "mqtt.reconnect_min_ms",
+                "must be above 0 and at most reconnect_max_ms",
+            ));
         }
         if self.mqtt.keep_alive_secs < 5 {
             return Err(invalid("mqtt.keep_alive_secs", "must be at least 5"));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.ingest.max_payload_bytes) {
-            return Err(invalid("ingest.max_payload_bytes", "must be between 1 KiB and 16 MiB"));
+            return Err(invalid(
+                "ingest.max_payload_bytes",
+                "must be between 1 KiB and 16 MiB",
+            ));
         }
         if self.ingest.max_vertices < 4 {
             return Err(invalid("ingest.max_vertices", "must be at least 4"));
@@ -269,8 +289,14 @@ mod tests {
         s.mqtt.password = Secret::new("hunter2");
         s.database.url = Secret::new("postgres://app:s3cret@db:5432/faultline");
         let shown = s.to_masked_toml();
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
-        assert!(shown.contains("postgres://app:***@db:5432/faultline"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://app:***@db:5432/faultline"),
+            "{shown}"
+        );
         assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

@@ -29,24 +29,78 @@ pub struct DemoArgs {
 /// The example events of the contract plus a few more, in the order the storm plays them.
 /// Times are written for a storm starting 2026-11-23T14:00Z and shifted to start now.
 const STORM: &[(&str, &str)] = &[
-    ("F-1001 tree on a line", include_str!("../samples/events/detected-polygon.json")),
-    ("F-1002 transformer fire", include_str!("../samples/events/detected-radius.json")),
-    ("F-1003 animal on feeder LV3.201", include_str!("../samples/events/detected-devices.json")),
-    ("F-1004 storm damage overlapping F-1001", r#"{"v":1,"event_id":"evt-demo-1","fault_id":"F-1004","kind":"detected","seq":1,"occurred_at":"2026-11-23T14:12:00Z","cause":"storm","severity":"major","area":{"type":"Polygon","coordinates":[[[11.815,53.410],[11.835,53.410],[11.835,53.425],[11.815,53.425],[11.815,53.410]]]},"etr":"2026-11-23T19:00:00Z"}"#),
-    ("F-1005 recloser trips on LV3.218", r#"{"v":1,"event_id":"evt-demo-2","fault_id":"F-1005","kind":"detected","seq":1,"occurred_at":"2026-11-23T14:15:00Z","cause":"overload","severity":"minor","devices":["LV3.218"]}"#),
-    ("F-1005 recloser closes again", r#"{"v":1,"event_id":"evt-demo-3","fault_id":"F-1005","kind":"restored","seq":2,"occurred_at":"2026-11-23T14:17:00Z"}"#),
-    ("a payload with no area", include_str!("../samples/events/bad-no-area.json")),
-    ("a payload with an unknown kind", include_str!("../samples/events/bad-kind.json")),
-    ("a payload with a bad time and an open ring", include_str!("../samples/events/bad-time-and-ring.json")),
-    ("a payload with coordinates off the globe", include_str!("../samples/events/bad-coordinates.json")),
-    ("a truncated payload", include_str!("../samples/events/bad-truncated.json")),
-    ("F-1002 ETR set", r#"{"v":1,"event_id":"evt-demo-4","fault_id":"F-1002","kind":"updated","seq":2,"occurred_at":"2026-11-23T14:30:00Z","etr":"2026-11-23T17:30:00Z"}"#),
-    ("F-1001 repeated by the OMS (same event_id)", include_str!("../samples/events/detected-polygon.json")),
-    ("F-1001 shrinks as crews isolate the section", include_str!("../samples/events/updated-shrink.json")),
-    ("F-1001 late, stale update (seq 1)", r#"{"v":1,"event_id":"evt-demo-5","fault_id":"F-1001","kind":"updated","seq":1,"occurred_at":"2026-11-23T14:40:00Z","etr":"2026-11-23T23:00:00Z"}"#),
-    ("P-2001 maintenance announced", include_str!("../samples/events/planned.json")),
-    ("F-1001 restored", include_str!("../samples/events/restored.json")),
-    ("F-1004 restored", r#"{"v":1,"event_id":"evt-demo-6","fault_id":"F-1004","kind":"restored","seq":2,"occurred_at":"2026-11-23T17:10:00Z"}"#),
+    (
+        "F-1001 tree on a line",
+        include_str!("../samples/events/detected-polygon.json"),
+    ),
+    (
+        "F-1002 transformer fire",
+        include_str!("../samples/events/detected-radius.json"),
+    ),
+    (
+        "F-1003 animal on feeder LV3.201",
+        include_str!("../samples/events/detected-devices.json"),
+    ),
+    (
+        "F-1004 storm damage overlapping F-1001",
+        r#"{"v":1,"event_id":"evt-demo-1","fault_id":"F-1004","kind":"detected","seq":1,"occurred_at":"2026-11-23T14:12:00Z","cause":"storm","severity":"major","area":{"type":"Polygon","coordinates":[[[11.815,53.410],[11.835,53.410],[11.835,53.425],[11.815,53.425],[11.815,53.410]]]},"etr":"2026-11-23T19:00:00Z"}"#,
+    ),
+    (
+        "F-1005 recloser trips on LV3.218",
+        r#"{"v":1,"event_id":"evt-demo-2","fault_id":"F-1005","kind":"detected","seq":1,"occurred_at":"2026-11-23T14:15:00Z","cause":"overload","severity":"minor","devices":["LV3.218"]}"#,
+    ),
+    (
+        "F-1005 recloser closes again",
+        r#"{"v":1,"event_id":"evt-demo-3","fault_id":"F-1005","kind":"restored","seq":2,"occurred_at":"2026-11-23T14:17:00Z"}"#,
+    ),
+    (
+        "a payload with no area",
+        include_str!("../samples/events/bad-no-area.json"),
+    ),
+    (
+        "a payload with an unknown kind",
+        include_str!("../samples/events/bad-kind.json"),
+    ),
+    (
+        "a payload with a bad time and an open ring",
+        include_str!("../samples/events/bad-time-and-ring.json"),
+    ),
+    (
+        "a payload with coordinates off the globe",
+        include_str!("../samples/events/bad-coordinates.json"),
+    ),
+    (
+        "a truncated payload",
+        include_str!("../samples/events/bad-truncated.json"),
+    ),
+    (
+        "F-1002 ETR set",
+        r#"{"v":1,"event_id":"evt-demo-4","fault_id":"F-1002","kind":"updated","seq":2,"occurred_at":"2026-11-23T14:30:00Z","etr":"2026-11-23T17:30:00Z"}"#,
+    ),
+    (
+        "F-1001 repeated by the OMS (same event_id)",
+        include_str!("../samples/events/detected-polygon.json"),
+    ),
+    (
+        "F-1001 shrinks as crews isolate the section",
+        include_str!("../samples/events/updated-shrink.json"),
+    ),
+    (
+        "F-1001 late, stale update (seq 1)",
+        r#"{"v":1,"event_id":"evt-demo-5","fault_id":"F-1001","kind":"updated","seq":1,"occurred_at":"2026-11-23T14:40:00Z","etr":"2026-11-23T23:00:00Z"}"#,
+    ),
+    (
+        "P-2001 maintenance announced",
+        include_str!("../samples/events/planned.json"),
+    ),
+    (
+        "F-1001 restored",
+        include_str!("../samples/events/restored.json"),
+    ),
+    (
+        "F-1004 restored",
+        r#"{"v":1,"event_id":"evt-demo-6","fault_id":"F-1004","kind":"restored","seq":2,"occurred_at":"2026-11-23T17:10:00Z"}"#,
+    ),
 ];
 
 const TIME_FIELDS: [&str; 4] = ["occurred_at", "etr", "starts_at", "ends_at"];
@@ -54,13 +108,22 @@ const TIME_FIELDS: [&str; 4] = ["occurred_at", "etr", "starts_at", "ends_at"];
 /// Runs the demo.
 pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
-    let dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
-    settings.database.url = Secret::new(format!("sqlite://{}", dir.join("faultline-demo.db").display()));
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    settings.database.url = Secret::new(format!(
+        "sqlite://{}",
+        dir.join("faultline-demo.db").display()
+    ));
     settings.mqtt.embedded = true;
     settings.mqtt.client_id = "faultline-demo".into();
     settings.status.min_interval_ms = 200;
 
-    println!("faultline demo: embedded MQTT broker, SQLite in {}", dir.display());
+    println!(
+        "faultline demo: embedded MQTT broker, SQLite in {}",
+        dir.display()
+    );
     let app = App::build(settings, Clock::System).await?;
     let settings = app.settings().clone();
     import_samples(&app).await?;
@@ -70,14 +133,24 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     if !running.wait_subscribed(Duration::from_secs(10)).await {
         anyhow::bail!("the daemon did not subscribe to the embedded broker");
     }
-    println!("broker {} · subscribed to {}\n", settings.mqtt.url, settings.mqtt.topic);
+    println!(
+        "broker {} · subscribed to {}\n",
+        settings.mqtt.url, settings.mqtt.topic
+    );
 
     let before: i64 = store.event_counts().await?.iter().map(|(_, n)| n).sum();
     let shift = Utc::now() - "2026-11-23T14:00:00Z".parse::<DateTime<Utc>>()?;
     for (what, raw) in STORM {
         println!("  → publishing: {what}");
         let payload = shift_times(raw, shift);
-        publish_all(&settings.mqtt, vec![(event_topic(&settings.mqtt.topic, "schwerin", &payload), payload)]).await?;
+        publish_all(
+            &settings.mqtt,
+            vec![(
+                event_topic(&settings.mqtt.topic, "schwerin", &payload),
+                payload,
+            )],
+        )
+        .await?;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     wait_for_events(&store, before + STORM.len() as i64).await;
@@ -94,14 +167,21 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn import_samples(app: &App) -> anyhow::Result<()> {
-    let customers = parse_customers(include_str!("../samples/customers.csv")).map_err(anyhow::Error::msg)?;
+    let customers =
+        parse_customers(include_str!("../samples/customers.csv")).map_err(anyhow::Error::msg)?;
     let staff = parse_staff(include_str!("../samples/staff.csv")).map_err(anyhow::Error::msg)?;
-    app.store().upsert_customers(&customers.rows, Utc::now()).await?;
+    app.store()
+        .upsert_customers(&customers.rows, Utc::now())
+        .await?;
     app.store().upsert_staff(&staff.rows, Utc::now()).await?;
     // Take the customers into the index now rather than at the next reload tick.
     let (mapped, _) = app.store().mapped_customers_since(0).await?;
     app.book().write().remap(mapped, Utc::now());
-    println!("imported {} customers and {} staff (sample grid near Schwerin)", customers.rows.len(), staff.rows.len());
+    println!(
+        "imported {} customers and {} staff (sample grid near Schwerin)",
+        customers.rows.len(),
+        staff.rows.len()
+    );
     Ok(())
 }
 
@@ -115,7 +195,9 @@ fn shift_times(raw: &str, shift: chrono::Duration) -> Vec<u8> {
             .get(field)
             .and_then(Value::as_str)
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| (t.with_timezone(&Utc) + shift).to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            .map(|t| {
+                (t.with_timezone(&Utc) + shift).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            });
         if let Some(t) = shifted {
             value[field] = Value::String(t);
         }
@@ -125,7 +207,11 @@ fn shift_times(raw: &str, shift: chrono::Duration) -> Vec<u8> {
 
 async fn wait_for_events(store: &crate::store::Store, expected: i64) {
     for _ in 0..100 {
-        let seen: i64 = store.event_counts().await.map(|c| c.iter().map(|(_, n)| n).sum()).unwrap_or(0);
+        let seen: i64 = store
+            .event_counts()
+            .await
+            .map(|c| c.iter().map(|(_, n)| n).sum())
+            .unwrap_or(0);
         if seen >= expected {
             return;
         }
@@ -134,7 +220,10 @@ async fn wait_for_events(store: &crate::store::Store, expected: i64) {
     println!("(not every event was processed within 10 s)");
 }
 
-async fn print_changes(mut changes: tokio::sync::broadcast::Receiver<Arc<OutageChange>>, book: SharedBook) {
+async fn print_changes(
+    mut changes: tokio::sync::broadcast::Receiver<Arc<OutageChange>>,
+    book: SharedBook,
+) {
     while let Ok(c) = changes.recv().await {
         let cause = match c.cause {
             ChangeCause::Event(kind) => kind.as_str(),
@@ -143,9 +232,17 @@ async fn print_changes(mut changes: tokio::sync::broadcast::Receiver<Arc<OutageC
         };
         let (total_out, critical) = {
             let b = book.read();
-            (b.customers_out(), b.fault(&c.fault_id).map_or(0, |f| f.critical_affected))
+            (
+                b.customers_out(),
+                b.fault(&c.fault_id).map_or(0, |f| f.critical_affected),
+            )
         };
-        let mut line = format!("    {:<7} {:<10} {:<9}", c.fault_id, cause, c.state.as_str());
+        let mut line = format!(
+            "    {:<7} {:<10} {:<9}",
+            c.fault_id,
+            cause,
+            c.state.as_str()
+        );
         if !c.joined.is_empty() {
             line += &format!(" +{} {}", c.joined.len(), c.joined_state.as_str());
             if critical > 0 {
@@ -162,7 +259,11 @@ async fn print_changes(mut changes: tokio::sync::broadcast::Receiver<Arc<OutageC
             line += ", momentary (no outage notice)";
         }
         if c.etr_changed {
-            line += if c.joined.is_empty() && c.left.is_empty() { " ETR changed" } else { ", ETR changed" };
+            line += if c.joined.is_empty() && c.left.is_empty() {
+                " ETR changed"
+            } else {
+                ", ETR changed"
+            };
         }
         println!("{line} · customers out: {total_out}");
     }
@@ -174,8 +275,15 @@ async fn summary(store: &crate::store::Store, book: &SharedBook) -> anyhow::Resu
         println!("    {status:<10} {n}");
     }
     println!("rejected (also on the dead-letter topic):");
-    for e in store.list_events(Some(crate::store::EventStatus::Rejected), 10).await? {
-        println!("    {:<10} {}", e.event_id.unwrap_or_else(|| "?".into()), e.reason.unwrap_or_default());
+    for e in store
+        .list_events(Some(crate::store::EventStatus::Rejected), 10)
+        .await?
+    {
+        println!(
+            "    {:<10} {}",
+            e.event_id.unwrap_or_else(|| "?".into()),
+            e.reason.unwrap_or_default()
+        );
     }
     let b = book.read();
     let mut faults: Vec<_> = b.faults().collect();

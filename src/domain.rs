@@ -100,7 +100,9 @@ impl Phone {
             && digits.bytes().all(|b| b.is_ascii_digit())
             && !digits.starts_with('0');
         if !ok {
-            return Err(err("phone must be E.164: + then 8 to 15 digits, not starting with 0"));
+            return Err(err(
+                "phone must be E.164: + then 8 to 15 digits, not starting with 0",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -139,7 +141,9 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let raw = raw.trim();
-        let (local, domain) = raw.split_once('@').ok_or_else(|| err("e-mail must contain @"))?;
+        let (local, domain) = raw
+            .split_once('@')
+            .ok_or_else(|| err("e-mail must contain @"))?;
         let ok = !local.is_empty()
             && domain.contains('.')
             && !domain.starts_with('.')
@@ -268,8 +272,13 @@ impl Language {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let tag = raw.trim().to_ascii_lowercase().replace('_', "-");
         let ok = (2..=35).contains(&tag.len())
-            && tag.split('-').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
-            && tag.split('-').next().is_some_and(|p| p.bytes().all(|b| b.is_ascii_alphabetic()));
+            && tag
+                .split('-')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+            && tag
+                .split('-')
+                .next()
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_alphabetic()));
         if !ok {
             return Err(err(format!("`{raw}` is not a BCP 47 language tag")));
         }
@@ -300,7 +309,12 @@ impl FromStr for QuietHours {
 
 impl fmt::Display for QuietHours {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.start.format("%H:%M"), self.end.format("%H:%M"))
+        write!(
+            f,
+            "{}-{}",
+            self.start.format("%H:%M"),
+            self.end.format("%H:%M")
+        )
     }
 }
 
@@ -390,7 +404,9 @@ impl FromStr for StaffStatus {
             "on_shift" => Ok(Self::OnShift),
             "on_call" => Ok(Self::OnCall),
             "off_duty" => Ok(Self::OffDuty),
-            other => Err(err(format!("unknown status `{other}` (on_shift, on_call, off_duty)"))),
+            other => Err(err(format!(
+                "unknown status `{other}` (on_shift, on_call, off_duty)"
+            ))),
         }
     }
 }

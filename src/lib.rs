@@ -5,19 +5,19 @@
 //! every SQL statement; [`status`] publishes the retained per-fault documents; [`app`] wires
 //! the tasks together and shuts them down in order.
 
+pub mod app;
+pub mod bench;
+pub mod broker;
+pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod directory;
 pub mod domain;
 pub mod ingest;
 pub mod mapping;
 pub mod outage;
-pub mod store;
-pub mod app;
-pub mod broker;
-pub mod clock;
 pub mod shared;
 pub mod status;
-pub mod bench;
-pub mod cli;
-pub mod demo;
+pub mod store;
 pub mod telemetry;

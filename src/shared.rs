@@ -31,7 +31,10 @@ impl SharedBook {
 
 /// Rebuilds the book from the database: the customer index, every fault, and each open fault's
 /// current members. Returns the book and the customers' change watermark.
-pub async fn load_book(store: &Store, momentary_delay: Duration) -> Result<(OutageBook, i64), StoreError> {
+pub async fn load_book(
+    store: &Store,
+    momentary_delay: Duration,
+) -> Result<(OutageBook, i64), StoreError> {
     let (customers, watermark) = store.mapped_customers_since(0).await?;
     let index = CustomerIndex::build(customers);
     let mut faults = std::collections::HashMap::new();
@@ -40,7 +43,9 @@ pub async fn load_book(store: &Store, momentary_delay: Duration) -> Result<(Outa
         faults.insert(fault.id.as_str().to_owned(), fault);
     }
     for (fault_id, customer_id) in store.load_current_members().await? {
-        let idx = CustomerId::parse(&customer_id).ok().and_then(|id| index.idx_of(&id));
+        let idx = CustomerId::parse(&customer_id)
+            .ok()
+            .and_then(|id| index.idx_of(&id));
         if let (Some(fault), Some(idx)) = (faults.get_mut(&fault_id), idx) {
             fault.affected.push(idx);
         }

@@ -118,7 +118,10 @@ impl StatusPublisher {
         let docs: Vec<(String, Vec<u8>)> = {
             let book = self.book.read();
             due.drain()
-                .filter_map(|id| book.fault(&id).map(|f| StatusDoc::of(f, now, book.momentary_delay())))
+                .filter_map(|id| {
+                    book.fault(&id)
+                        .map(|f| StatusDoc::of(f, now, book.momentary_delay()))
+                })
                 .filter_map(|doc| {
                     let topic = format!("{}/{}", self.topic, topic_level(&doc.fault_id));
                     serde_json::to_vec(&doc).ok().map(|body| (topic, body))
@@ -126,7 +129,11 @@ impl StatusPublisher {
                 .collect()
         };
         for (topic, body) in docs {
-            if let Err(e) = self.client.publish(topic, QoS::AtLeastOnce, true, body).await {
+            if let Err(e) = self
+                .client
+                .publish(topic, QoS::AtLeastOnce, true, body)
+                .await
+            {
                 tracing::warn!(error = %e, "cannot publish fault status");
             }
         }

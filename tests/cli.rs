@@ -9,7 +9,9 @@ use common::*;
 
 fn faultline(db: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
-    cmd.env("FAULTLINE__DATABASE__URL", db).env("FAULTLINE__MQTT__URL", mqtt_url()).env_remove("RUST_LOG");
+    cmd.env("FAULTLINE__DATABASE__URL", db)
+        .env("FAULTLINE__MQTT__URL", mqtt_url())
+        .env_remove("RUST_LOG");
     cmd
 }
 
@@ -25,20 +27,38 @@ async fn import_reports_bad_rows_by_line_and_imports_the_rest() {
          C2,B,11.8,53.4,12345,,,de,sms,,Europe/Berlin,,LV1,LV1 Bus 1\n",
     )
     .unwrap();
-    let out = faultline(&db).args(["import", "customers"]).arg(&file).output().unwrap();
+    let out = faultline(&db)
+        .args(["import", "customers"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "some rows rejected");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("customers.csv:3: `phone`"), "{stderr}");
-    assert!(!stderr.contains("12345"), "contacts are not echoed: {stderr}");
+    assert!(
+        !stderr.contains("12345"),
+        "contacts are not echoed: {stderr}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 imported, 1 rejected"));
     // Idempotent: importing again upserts the same row.
-    let again = faultline(&db).args(["import", "customers"]).arg(&file).output().unwrap();
+    let again = faultline(&db)
+        .args(["import", "customers"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(again.status.code(), Some(3));
     let store = faultline::store::Store::connect(&db, 1).await.unwrap();
     assert_eq!(store.count_customers().await.unwrap(), 1);
 
-    let staff = faultline(&db).args(["import", "staff", "samples/staff.csv"]).output().unwrap();
-    assert!(staff.status.success(), "{}", String::from_utf8_lossy(&staff.stderr));
+    let staff = faultline(&db)
+        .args(["import", "staff", "samples/staff.csv"])
+        .output()
+        .unwrap();
+    assert!(
+        staff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&staff.stderr)
+    );
     assert_eq!(store.count_staff().await.unwrap(), 240);
 }
 
@@ -52,9 +72,19 @@ fn config_masks_secrets_and_names_bad_keys() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(!text.contains("hunter2") && !text.contains("s3cret"), "{text}");
-    assert!(text.contains("momentary_delay_secs = 120"), "env overrides apply: {text}");
-    let bad = faultline("sqlite://x.db").arg("config").env("FAULTLINE__MQTT__STATUS_TOPIC", "a/#").output().unwrap();
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cret"),
+        "{text}"
+    );
+    assert!(
+        text.contains("momentary_delay_secs = 120"),
+        "env overrides apply: {text}"
+    );
+    let bad = faultline("sqlite://x.db")
+        .arg("config")
+        .env("FAULTLINE__MQTT__STATUS_TOPIC", "a/#")
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("mqtt.status_topic"));
 }
@@ -70,12 +100,33 @@ async fn migrate_creates_the_schema_and_publish_reaches_the_broker() {
     let prefix = unique_prefix();
     let mut received = subscribe(&format!("{prefix}/faultline/v1/events/#")).await;
     let out = faultline(&db)
-        .env("FAULTLINE__MQTT__TOPIC", format!("{prefix}/faultline/v1/events/#"))
-        .args(["publish", "--region", "schwerin", "samples/events/detected-radius.json"])
+        .env(
+            "FAULTLINE__MQTT__TOPIC",
+            format!("{prefix}/faultline/v1/events/#"),
+        )
+        .args([
+            "publish",
+            "--region",
+            "schwerin",
+            "samples/events/detected-radius.json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (topic, payload, _) = tokio::time::timeout(Duration::from_secs(10), received.recv()).await.unwrap().unwrap();
-    assert_eq!(topic, format!("{prefix}/faultline/v1/events/schwerin/F-1002"));
-    assert_eq!(payload, std::fs::read("samples/events/detected-radius.json").unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (topic, payload, _) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        topic,
+        format!("{prefix}/faultline/v1/events/schwerin/F-1002")
+    );
+    assert_eq!(
+        payload,
+        std::fs::read("samples/events/detected-radius.json").unwrap()
+    );
 }

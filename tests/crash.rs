@@ -16,7 +16,10 @@ fn spawn_daemon(settings: &faultline::config::Settings) -> Child {
         .env("FAULTLINE__MQTT__URL", &settings.mqtt.url)
         .env("FAULTLINE__MQTT__CLIENT_ID", &settings.mqtt.client_id)
         .env("FAULTLINE__MQTT__TOPIC", &settings.mqtt.topic)
-        .env("FAULTLINE__MQTT__DEADLETTER_TOPIC", &settings.mqtt.deadletter_topic)
+        .env(
+            "FAULTLINE__MQTT__DEADLETTER_TOPIC",
+            &settings.mqtt.deadletter_topic,
+        )
         .env("FAULTLINE__MQTT__STATUS_TOPIC", &settings.mqtt.status_topic)
         // Small batches, so the kill lands between commits as well as inside one.
         .env("FAULTLINE__INGEST__BATCH_SIZE", "4")
@@ -29,9 +32,21 @@ fn spawn_daemon(settings: &faultline::config::Settings) -> Child {
 
 fn event(i: usize, device: &str) -> Vec<u8> {
     // Even faults are detected then restored; odd ones stay out.
-    let (fault, kind, seq) = (i / 2, if i % 2 == 0 { "detected" } else { "restored" }, 1 + i % 2);
-    let fault = if fault % 2 == 0 { fault } else { fault + 100_000 };
-    let kind = if fault >= 100_000 && kind == "restored" { "updated" } else { kind };
+    let (fault, kind, seq) = (
+        i / 2,
+        if i % 2 == 0 { "detected" } else { "restored" },
+        1 + i % 2,
+    );
+    let fault = if fault % 2 == 0 {
+        fault
+    } else {
+        fault + 100_000
+    };
+    let kind = if fault >= 100_000 && kind == "restored" {
+        "updated"
+    } else {
+        kind
+    };
     format!(
         r#"{{"v":1,"event_id":"k-{i}","fault_id":"K-{fault}","kind":"{kind}","seq":{seq},"occurred_at":"2026-11-23T14:00:00Z","devices":["{device}"]}}"#
     )
@@ -40,7 +55,11 @@ fn event(i: usize, device: &str) -> Vec<u8> {
 
 async fn accepted(store: &faultline::store::Store) -> i64 {
     let counts = store.event_counts().await.unwrap();
-    counts.iter().filter(|(s, _)| s == "applied" || s == "stale" || s == "ignored").map(|(_, n)| n).sum()
+    counts
+        .iter()
+        .filter(|(s, _)| s == "applied" || s == "stale" || s == "ignored")
+        .map(|(_, n)| n)
+        .sum()
 }
 
 async fn sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(backend: Backend) {
@@ -50,12 +69,22 @@ async fn sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(backend: Bac
     let settings = test_settings(&prefix, &url);
     let store = faultline::store::Store::connect(&url, 2).await.unwrap();
     let customers = sample_customers();
-    let devices: Vec<&str> = customers.iter().step_by(17).map(|c| c.service_point.as_str()).collect();
+    let devices: Vec<&str> = customers
+        .iter()
+        .step_by(17)
+        .map(|c| c.service_point.as_str())
+        .collect();
     let topic = format!("{prefix}/faultline/v1/events/test/k");
     let publish = |range: std::ops::Range<usize>| {
         let mqtt = settings.mqtt.clone();
-        let messages: Vec<(String, Vec<u8>)> = range.map(|i| (topic.clone(), event(i, devices[(i / 2) % devices.len()]))).collect();
-        async move { faultline::ingest::publish::publish_all(&mqtt, messages).await.unwrap() }
+        let messages: Vec<(String, Vec<u8>)> = range
+            .map(|i| (topic.clone(), event(i, devices[(i / 2) % devices.len()])))
+            .collect();
+        async move {
+            faultline::ingest::publish::publish_all(&mqtt, messages)
+                .await
+                .unwrap()
+        }
     };
 
     // First start: wait until the persistent session exists (a probe event arrives).
@@ -64,7 +93,8 @@ async fn sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(backend: Bac
     eventually("the daemon subscribes", || {
         let (store, mqtt, topic) = (store.clone(), settings.mqtt.clone(), topic.clone());
         async move {
-            let _ = faultline::ingest::publish::publish_all(&mqtt, vec![(topic, probe.to_vec())]).await;
+            let _ =
+                faultline::ingest::publish::publish_all(&mqtt, vec![(topic, probe.to_vec())]).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
             accepted(&store).await >= 1
         }
@@ -97,8 +127,15 @@ async fn sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(backend: Bac
     daemon.kill().unwrap();
     daemon.wait().unwrap();
 
-    assert!(at_kill < total - WHILE_DOWN as i64, "the kill landed mid-stream ({at_kill} of {total})");
-    assert_eq!(accepted(&store).await, total, "each event accepted exactly once");
+    assert!(
+        at_kill < total - WHILE_DOWN as i64,
+        "the kill landed mid-stream ({at_kill} of {total})"
+    );
+    assert_eq!(
+        accepted(&store).await,
+        total,
+        "each event accepted exactly once"
+    );
     // The expected state, from the events alone: faults whose last event is not `restored`.
     let mut expected = Vec::new();
     for i in (0..RUNNING + WHILE_DOWN).step_by(2) {
@@ -108,7 +145,10 @@ async fn sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(backend: Bac
             expected.extend(on_device(&customers, devices[fault % devices.len()]));
         }
     }
-    assert_eq!(store.customers_out().await.unwrap(), sorted(expected.into_iter()));
+    assert_eq!(
+        store.customers_out().await.unwrap(),
+        sorted(expected.into_iter())
+    );
     store.close().await;
 }
 

@@ -37,9 +37,19 @@ pub fn parse_staff(text: &str) -> Result<ImportReport<StaffRecord>, String> {
     parse_rows(text, staff_from)
 }
 
-fn parse_rows<T>(text: &str, convert: fn(&Fields) -> Result<T, DomainError>) -> Result<ImportReport<T>, String> {
-    let rows = if text.trim_start().starts_with('{') { geojson_rows(text)? } else { csv_rows(text)? };
-    let mut report = ImportReport { rows: Vec::new(), errors: Vec::new() };
+fn parse_rows<T>(
+    text: &str,
+    convert: fn(&Fields) -> Result<T, DomainError>,
+) -> Result<ImportReport<T>, String> {
+    let rows = if text.trim_start().starts_with('{') {
+        geojson_rows(text)?
+    } else {
+        csv_rows(text)?
+    };
+    let mut report = ImportReport {
+        rows: Vec::new(),
+        errors: Vec::new(),
+    };
     for (line, fields) in rows {
         match fields.and_then(|f| convert(&f).map_err(|e| e.0)) {
             Ok(row) => report.rows.push(row),
@@ -52,7 +62,9 @@ fn parse_rows<T>(text: &str, convert: fn(&Fields) -> Result<T, DomainError>) -> 
 type RawRow = (u64, Result<Fields, String>);
 
 fn csv_rows(text: &str) -> Result<Vec<RawRow>, String> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| format!("cannot read the CSV header: {e}"))?
@@ -64,13 +76,24 @@ fn csv_rows(text: &str) -> Result<Vec<RawRow>, String> {
         let (line, fields) = match record {
             Ok(r) if r.len() != headers.len() => (
                 r.position().map_or(0, |p| p.line()),
-                Err(format!("has {} fields; the header has {}", r.len(), headers.len())),
+                Err(format!(
+                    "has {} fields; the header has {}",
+                    r.len(),
+                    headers.len()
+                )),
             ),
             Ok(r) => (
                 r.position().map_or(0, |p| p.line()),
-                Ok(headers.iter().cloned().zip(r.iter().map(|v| v.trim().to_owned())).collect()),
+                Ok(headers
+                    .iter()
+                    .cloned()
+                    .zip(r.iter().map(|v| v.trim().to_owned()))
+                    .collect()),
             ),
-            Err(e) => (e.position().map_or(0, |p| p.line()), Err(format!("unreadable CSV: {e}"))),
+            Err(e) => (
+                e.position().map_or(0, |p| p.line()),
+                Err(format!("unreadable CSV: {e}")),
+            ),
         };
         out.push((line, fields));
     }
@@ -99,7 +122,9 @@ fn geojson_rows(text: &str) -> Result<Vec<RawRow>, String> {
                     fields.insert(k.clone(), text);
                 }
             }
-            let point = feature.pointer("/geometry/coordinates").and_then(Value::as_array);
+            let point = feature
+                .pointer("/geometry/coordinates")
+                .and_then(Value::as_array);
             if let Some([lon, lat, ..]) = point.map(Vec::as_slice) {
                 fields.insert("lon".into(), lon.to_string());
                 fields.insert("lat".into(), lat.to_string());
@@ -120,30 +145,45 @@ fn required<'a>(f: &'a Fields, key: &str) -> Result<&'a str, DomainError> {
     }
 }
 
-fn optional<T>(f: &Fields, key: &str, parse: impl Fn(&str) -> Result<T, DomainError>) -> Result<Option<T>, DomainError> {
+fn optional<T>(
+    f: &Fields,
+    key: &str,
+    parse: impl Fn(&str) -> Result<T, DomainError>,
+) -> Result<Option<T>, DomainError> {
     match field(f, key) {
         "" => Ok(None),
-        v => parse(v).map(Some).map_err(|e| DomainError(format!("`{key}`: {e}"))),
+        v => parse(v)
+            .map(Some)
+            .map_err(|e| DomainError(format!("`{key}`: {e}"))),
     }
 }
 
 fn number(f: &Fields, key: &str) -> Result<f64, DomainError> {
     let raw = required(f, key)?;
-    raw.parse().map_err(|_| DomainError(format!("`{key}` {raw:?} is not a number")))
+    raw.parse()
+        .map_err(|_| DomainError(format!("`{key}` {raw:?} is not a number")))
 }
 
 fn location(f: &Fields) -> Result<Coord, DomainError> {
     Coord::new(number(f, "lon")?, number(f, "lat")?)
 }
 
-fn list<T>(raw: &str, parse: impl Fn(&str) -> Result<T, DomainError>) -> Result<Vec<T>, DomainError> {
-    raw.split('|').filter(|s| !s.trim().is_empty()).map(|s| parse(s.trim())).collect()
+fn list<T>(
+    raw: &str,
+    parse: impl Fn(&str) -> Result<T, DomainError>,
+) -> Result<Vec<T>, DomainError> {
+    raw.split('|')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| parse(s.trim()))
+        .collect()
 }
 
 fn customer_from(f: &Fields) -> Result<CustomerRecord, DomainError> {
     let timezone = match field(f, "timezone") {
         "" => Tz::UTC,
-        tz => tz.parse::<Tz>().map_err(|_| DomainError(format!("`timezone` {tz:?} is not an IANA time zone")))?,
+        tz => tz
+            .parse::<Tz>()
+            .map_err(|_| DomainError(format!("`timezone` {tz:?} is not an IANA time zone")))?,
     };
     let language = match field(f, "language") {
         "" => Language::parse("en")?,
@@ -169,13 +209,19 @@ fn customer_from(f: &Fields) -> Result<CustomerRecord, DomainError> {
 
 fn staff_from(f: &Fields) -> Result<StaffRecord, DomainError> {
     let skills = list(required(f, "skills")?, |s| {
-        let (skill, level) = s.split_once(':').ok_or_else(|| DomainError(format!("skill `{s}` must be skill:level")))?;
-        let level: u8 = level.parse().map_err(|_| DomainError(format!("skill level `{level}` is not a number")))?;
+        let (skill, level) = s
+            .split_once(':')
+            .ok_or_else(|| DomainError(format!("skill `{s}` must be skill:level")))?;
+        let level: u8 = level
+            .parse()
+            .map_err(|_| DomainError(format!("skill level `{level}` is not a number")))?;
         Ok((skill.parse()?, crate::domain::SkillLevel::new(level)?))
     })?;
     let max_shift_hours = number(f, "max_shift_hours")?;
     if !(1.0..=48.0).contains(&max_shift_hours) {
-        return Err(DomainError("`max_shift_hours` must be between 1 and 48".into()));
+        return Err(DomainError(
+            "`max_shift_hours` must be between 1 and 48".into(),
+        ));
     }
     Ok(StaffRecord {
         id: StaffId::parse(required(f, "staff_id")?)?,
@@ -211,7 +257,11 @@ mod tests {
         assert_eq!(report.rows[0].channels.len(), 2);
         let lines: Vec<u64> = report.errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![3, 4, 5, 6, 7]);
-        assert!(report.errors[0].reason.contains("longitude"), "{:?}", report.errors[0]);
+        assert!(
+            report.errors[0].reason.contains("longitude"),
+            "{:?}",
+            report.errors[0]
+        );
         assert!(report.errors[1].reason.contains("phone"));
         assert!(report.errors[2].reason.contains("fax"));
         assert!(report.errors[3].reason.contains("time zone"));
@@ -236,8 +286,18 @@ mod tests {
     #[test]
     fn bundled_samples_import_cleanly() {
         let c = parse_customers(include_str!("../../samples/customers.csv")).unwrap();
-        assert_eq!((c.rows.len(), c.errors.len()), (8767, 0), "{:?}", c.errors.first());
+        assert_eq!(
+            (c.rows.len(), c.errors.len()),
+            (8767, 0),
+            "{:?}",
+            c.errors.first()
+        );
         let s = parse_staff(include_str!("../../samples/staff.csv")).unwrap();
-        assert_eq!((s.rows.len(), s.errors.len()), (240, 0), "{:?}", s.errors.first());
+        assert_eq!(
+            (s.rows.len(), s.errors.len()),
+            (240, 0),
+            "{:?}",
+            s.errors.first()
+        );
     }
 }

@@ -8,8 +8,8 @@ use serde::Serialize;
 pub use import::{parse_customers, parse_staff, ImportReport, RowError};
 
 use crate::domain::{
-    Channel, Coord, CriticalKind, CustomerId, Email, Language, Phone, QuietHours, Skill, SkillLevel, StaffId,
-    StaffStatus,
+    Channel, Coord, CriticalKind, CustomerId, Email, Language, Phone, QuietHours, Skill,
+    SkillLevel, StaffId, StaffStatus,
 };
 use crate::mapping::MappedCustomer;
 
@@ -45,7 +45,11 @@ impl CustomerRecord {
     }
 
     pub fn channels_text(&self) -> String {
-        self.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join("|")
+        self.channels
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join("|")
     }
 }
 
@@ -65,12 +69,20 @@ pub struct StaffRecord {
 
 impl StaffRecord {
     pub fn skills_text(&self) -> String {
-        let parts: Vec<String> = self.skills.iter().map(|(s, l)| format!("{}:{}", s.as_str(), l.get())).collect();
+        let parts: Vec<String> = self
+            .skills
+            .iter()
+            .map(|(s, l)| format!("{}:{}", s.as_str(), l.get()))
+            .collect();
         parts.join("|")
     }
 
     pub fn languages_text(&self) -> String {
-        self.languages.iter().map(Language::as_str).collect::<Vec<_>>().join("|")
+        self.languages
+            .iter()
+            .map(Language::as_str)
+            .collect::<Vec<_>>()
+            .join("|")
     }
 }
 

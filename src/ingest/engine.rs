@@ -83,12 +83,25 @@ impl Engine {
         customers_seen_ms: i64,
     ) -> Self {
         let last_tick = clock.now();
-        Self { store, book, client, config, out, clock, customers_seen_ms, last_tick }
+        Self {
+            store,
+            book,
+            client,
+            config,
+            out,
+            clock,
+            customers_seen_ms,
+            last_tick,
+        }
     }
 
     /// Runs until `stop`, then finishes the batch in hand and returns. Messages still queued
     /// are left unacknowledged: the broker redelivers them to our persistent session.
-    pub async fn run(mut self, mut inbound: mpsc::UnboundedReceiver<Inbound>, stop: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut inbound: mpsc::UnboundedReceiver<Inbound>,
+        stop: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut reload = tokio::time::interval(self.config.reload_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -125,7 +138,7 @@ impl Engine {
                 Err(e) => {
                     tracing::error!(error = %e, events = batch.len(), "batch not committed; retrying");
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff.next()) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                         _ = stop.cancelled() => return,
                     }
                     if let Err(e) = self.reload_book().await {
@@ -137,7 +150,12 @@ impl Engine {
     }
 
     async fn reload_book(&mut self) -> Result<(), StoreError> {
-        let delay = self.book.read().momentary_delay().to_std().unwrap_or_default();
+        let delay = self
+            .book
+            .read()
+            .momentary_delay()
+            .to_std()
+            .unwrap_or_default();
         let (book, seen) = crate::shared::load_book(&self.store, delay).await?;
         *self.book.write() = book;
         self.customers_seen_ms = seen;
@@ -155,10 +173,20 @@ impl Engine {
                 Ok(event) => {
                     let duplicate = !seen_in_batch.insert(event.event_id.clone())
                         || self.store.event_accepted(event.event_id.as_str()).await?;
-                    let applied = if duplicate { None } else { Some(self.book.write().apply(&event)) };
+                    let applied = if duplicate {
+                        None
+                    } else {
+                        Some(self.book.write().apply(&event))
+                    };
                     let (status, reason) = match applied {
-                        None => (EventStatus::Duplicate, Some("event_id already received".to_owned())),
-                        Some(Applied::Stale { last_seq }) => (EventStatus::Stale, Some(format!("seq not above {last_seq}"))),
+                        None => (
+                            EventStatus::Duplicate,
+                            Some("event_id already received".to_owned()),
+                        ),
+                        Some(Applied::Stale { last_seq }) => (
+                            EventStatus::Stale,
+                            Some(format!("seq not above {last_seq}")),
+                        ),
                         Some(Applied::Ignored(why)) => (EventStatus::Ignored, Some(why.to_owned())),
                         Some(Applied::Changed(change)) => {
                             pending.add_change(change, &self.book.read());
@@ -191,9 +219,14 @@ impl Engine {
             let mut ids = pending.touched.clone();
             ids.sort();
             ids.dedup();
-            ids.iter().filter_map(|id| book.fault(id)).map(FaultRow::from_fault).collect()
+            ids.iter()
+                .filter_map(|id| book.fault(id))
+                .map(FaultRow::from_fault)
+                .collect()
         };
-        self.store.commit_batch(&pending.records, &faults, &pending.ops).await?;
+        self.store
+            .commit_batch(&pending.records, &faults, &pending.ops)
+            .await?;
         // Committed: from here on a crash redelivers and the event_id check makes it a no-op.
         if let Some(client) = &self.client {
             for receipt in acks.iter().filter_map(|m| m.receipt.as_ref()) {
@@ -203,7 +236,15 @@ impl Engine {
             }
             for (payload, topic, rejection) in &pending.dead_letters {
                 let letter = dead_letter(payload, topic, rejection);
-                if let Err(e) = client.publish(self.config.deadletter_topic.clone(), QoS::AtLeastOnce, false, letter).await {
+                if let Err(e) = client
+                    .publish(
+                        self.config.deadletter_topic.clone(),
+                        QoS::AtLeastOnce,
+                        false,
+                        letter,
+                    )
+                    .await
+                {
                     tracing::warn!(error = %e, "cannot publish dead letter (it is stored)");
                 }
             }
@@ -229,7 +270,10 @@ impl Engine {
             let delay = book.momentary_delay();
             let leaving: Vec<FaultId> = book
                 .faults()
-                .filter(|f| f.detected_at.is_some_and(|d| d + delay > self.last_tick && d + delay <= now))
+                .filter(|f| {
+                    f.detected_at
+                        .is_some_and(|d| d + delay > self.last_tick && d + delay <= now)
+                })
                 .map(|f| f.id.clone())
                 .collect();
             (changes, leaving)
@@ -243,7 +287,10 @@ impl Engine {
 
     /// Picks up customers imported since the last look and remaps them into open faults.
     pub async fn reload_customers(&mut self) -> Result<(), StoreError> {
-        let (customers, newest) = self.store.mapped_customers_since(self.customers_seen_ms).await?;
+        let (customers, newest) = self
+            .store
+            .mapped_customers_since(self.customers_seen_ms)
+            .await?;
         if customers.is_empty() {
             return Ok(());
         }
@@ -294,7 +341,8 @@ impl Pending {
             status: EventStatus::Rejected,
             reason: Some(format!("{}: {}", rejection.code, rejection.reason)),
         });
-        self.dead_letters.push((msg.payload.clone(), msg.topic.clone(), rejection));
+        self.dead_letters
+            .push((msg.payload.clone(), msg.topic.clone(), rejection));
     }
 
     fn count(&mut self, status: EventStatus) {
@@ -310,20 +358,35 @@ impl Pending {
 
     fn add_change(&mut self, change: OutageChange, book: &OutageBook) {
         let ids = |list: &[u32]| -> Vec<String> {
-            list.iter().map(|&c| book.index().get(c).id.as_str().to_owned()).collect()
+            list.iter()
+                .map(|&c| book.index().get(c).id.as_str().to_owned())
+                .collect()
         };
         let fault_id = change.fault_id.as_str().to_owned();
         let at = crate::store::millis(change.at);
         if change.activated {
-            self.ops.push(MemberOp::Activate { fault_id: fault_id.clone(), at });
+            self.ops.push(MemberOp::Activate {
+                fault_id: fault_id.clone(),
+                at,
+            });
         }
         if !change.joined.is_empty() {
             let customers = ids(&change.joined);
-            self.ops.push(MemberOp::Join { fault_id: fault_id.clone(), customers, state: change.joined_state.as_str(), at });
+            self.ops.push(MemberOp::Join {
+                fault_id: fault_id.clone(),
+                customers,
+                state: change.joined_state.as_str(),
+                at,
+            });
         }
         if !change.left.is_empty() {
             let customers = ids(&change.left);
-            self.ops.push(MemberOp::Leave { fault_id, customers, state: change.left_state.as_str(), at });
+            self.ops.push(MemberOp::Leave {
+                fault_id,
+                customers,
+                state: change.left_state.as_str(),
+                at,
+            });
         }
         self.touched.push(change.fault_id.clone());
         self.changes.push(change);
@@ -335,7 +398,9 @@ impl Pending {
 pub fn dead_letter(payload: &[u8], topic: &str, r: &Rejection) -> Vec<u8> {
     let body = match std::str::from_utf8(payload) {
         Ok(text) => json!({ "payload": text }),
-        Err(_) => json!({ "payload_base64": base64::engine::general_purpose::STANDARD.encode(payload) }),
+        Err(_) => {
+            json!({ "payload_base64": base64::engine::general_purpose::STANDARD.encode(payload) })
+        }
     };
     let mut doc = json!({
         "reason": r.reason,

@@ -142,27 +142,48 @@ impl Problems {
 
 /// Parses and validates one payload.
 pub fn parse_event(payload: &[u8], limits: Limits) -> Result<FaultEvent, Rejection> {
-    let reject = |code, reason: String| Rejection { code, reason, event_id: None, fault_id: None };
+    let reject = |code, reason: String| Rejection {
+        code,
+        reason,
+        event_id: None,
+        fault_id: None,
+    };
     if payload.len() > limits.max_payload_bytes {
         return Err(reject(
             "too_large",
-            format!("payload is {} bytes; the limit is {}", payload.len(), limits.max_payload_bytes),
+            format!(
+                "payload is {} bytes; the limit is {}",
+                payload.len(),
+                limits.max_payload_bytes
+            ),
         ));
     }
     let value: Value = serde_json::from_slice(payload)
         .map_err(|e| reject("invalid_json", format!("payload is not valid JSON: {e}")))?;
     let Value::Object(obj) = value else {
-        return Err(reject("invalid_json", "payload must be a JSON object".into()));
+        return Err(reject(
+            "invalid_json",
+            "payload must be a JSON object".into(),
+        ));
     };
-    let mut problems = Problems { code: None, reasons: Vec::new() };
+    let mut problems = Problems {
+        code: None,
+        reasons: Vec::new(),
+    };
     let event = read_fields(&obj, limits, &mut problems);
     match (event, problems.code) {
         (Some(event), None) => Ok(event),
         (_, code) => Err(Rejection {
             code: code.unwrap_or("invalid"),
             reason: problems.reasons.join("; "),
-            event_id: obj.get("event_id").and_then(Value::as_str).map(str::to_owned),
-            fault_id: obj.get("fault_id").and_then(Value::as_str).map(str::to_owned),
+            event_id: obj
+                .get("event_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            fault_id: obj
+                .get("fault_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         }),
     }
 }
@@ -170,15 +191,24 @@ pub fn parse_event(payload: &[u8], limits: Limits) -> Result<FaultEvent, Rejecti
 fn read_fields(obj: &Map<String, Value>, limits: Limits, p: &mut Problems) -> Option<FaultEvent> {
     match obj.get("v") {
         Some(v) if v.as_u64() == Some(1) => {}
-        Some(v) => p.add("unsupported_version", format!("`v` is {v}; this daemon speaks version 1")),
+        Some(v) => p.add(
+            "unsupported_version",
+            format!("`v` is {v}; this daemon speaks version 1"),
+        ),
         None => p.add("missing_field", "`v` is required"),
     }
     let event_id = id_field(obj, "event_id", EventId::parse, p);
     let fault_id = id_field(obj, "fault_id", FaultId::parse, p);
-    let kind = match obj.get("kind").map(|k| (k, k.as_str().and_then(EventKind::parse))) {
+    let kind = match obj
+        .get("kind")
+        .map(|k| (k, k.as_str().and_then(EventKind::parse)))
+    {
         Some((_, Some(kind))) => Some(kind),
         Some((k, None)) => {
-            p.add("bad_kind", format!("`kind` {k} is not one of detected, updated, restored, planned, cancelled"));
+            p.add(
+                "bad_kind",
+                format!("`kind` {k} is not one of detected, updated, restored, planned, cancelled"),
+            );
             None
         }
         None => {
@@ -203,12 +233,20 @@ fn read_fields(obj: &Map<String, Value>, limits: Limits, p: &mut Problems) -> Op
 
     if let Some(kind @ (EventKind::Detected | EventKind::Planned)) = kind {
         if obj.get("area").is_none() && devices.is_empty() {
-            p.add("missing_area", format!("`{}` needs an `area` or a non-empty `devices` list", kind.as_str()));
+            p.add(
+                "missing_area",
+                format!(
+                    "`{}` needs an `area` or a non-empty `devices` list",
+                    kind.as_str()
+                ),
+            );
         }
     }
     if kind == Some(EventKind::Planned) {
         match (starts_at, ends_at) {
-            (Some(s), Some(e)) if e <= s => p.add("bad_window", "`ends_at` must be after `starts_at`"),
+            (Some(s), Some(e)) if e <= s => {
+                p.add("bad_window", "`ends_at` must be after `starts_at`")
+            }
             (Some(_), Some(_)) => {}
             _ => p.add("missing_field", "`planned` needs `starts_at` and `ends_at`"),
         }
@@ -238,7 +276,9 @@ fn id_field<T, E: std::fmt::Display>(
     p: &mut Problems,
 ) -> Option<T> {
     match obj.get(key) {
-        Some(Value::String(s)) => parse(s).map_err(|e| p.add("bad_id", format!("`{key}`: {e}"))).ok(),
+        Some(Value::String(s)) => parse(s)
+            .map_err(|e| p.add("bad_id", format!("`{key}`: {e}")))
+            .ok(),
         Some(other) => {
             p.add("bad_id", format!("`{key}` must be a string, got {other}"));
             None
@@ -250,7 +290,12 @@ fn id_field<T, E: std::fmt::Display>(
     }
 }
 
-fn time_field(obj: &Map<String, Value>, key: &str, required: bool, p: &mut Problems) -> Option<DateTime<Utc>> {
+fn time_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    required: bool,
+    p: &mut Problems,
+) -> Option<DateTime<Utc>> {
     match obj.get(key) {
         None | Some(Value::Null) => {
             if required {
@@ -261,7 +306,10 @@ fn time_field(obj: &Map<String, Value>, key: &str, required: bool, p: &mut Probl
         Some(v) => match v.as_str().map(DateTime::parse_from_rfc3339) {
             Some(Ok(t)) => Some(t.with_timezone(&Utc)),
             _ => {
-                p.add("bad_time", format!("`{key}` {v} is not an RFC 3339 time (e.g. 2026-11-23T14:05:00Z)"));
+                p.add(
+                    "bad_time",
+                    format!("`{key}` {v} is not an RFC 3339 time (e.g. 2026-11-23T14:05:00Z)"),
+                );
                 None
             }
         },
@@ -273,12 +321,18 @@ fn area_field(obj: &Map<String, Value>, limits: Limits, p: &mut Problems) -> Opt
     let radius_m = radius.and_then(Value::as_f64);
     if let Some(r) = radius {
         if !radius_m.is_some_and(|r| r.is_finite() && r > 0.0) {
-            p.add("bad_area", format!("`radius_m` {r} must be a number > 0 (metres)"));
+            p.add(
+                "bad_area",
+                format!("`radius_m` {r} must be a number > 0 (metres)"),
+            );
         }
     }
     let geojson = obj.get("area")?;
     match parse_area(geojson, radius_m, limits.max_vertices) {
-        Ok(shape) => Some(EventArea { geojson: geojson.clone(), shape }),
+        Ok(shape) => Some(EventArea {
+            geojson: geojson.clone(),
+            shape,
+        }),
         Err(crate::mapping::AreaError::BadRadius) if radius.is_some() => None, // said above
         Err(e) => {
             p.add("bad_area", e.to_string());
@@ -288,30 +342,55 @@ fn area_field(obj: &Map<String, Value>, limits: Limits, p: &mut Problems) -> Opt
 }
 
 fn devices_field(obj: &Map<String, Value>, p: &mut Problems) -> Vec<String> {
-    let Some(v) = obj.get("devices") else { return Vec::new() };
-    let items = v.as_array().map(|a| a.iter().map(|d| d.as_str().map(str::trim)).collect::<Vec<_>>());
+    let Some(v) = obj.get("devices") else {
+        return Vec::new();
+    };
+    let items = v.as_array().map(|a| {
+        a.iter()
+            .map(|d| d.as_str().map(str::trim))
+            .collect::<Vec<_>>()
+    });
     match items {
-        Some(items) if items.iter().all(|d| d.is_some_and(|d| !d.is_empty() && d.len() <= 256)) => {
+        Some(items)
+            if items
+                .iter()
+                .all(|d| d.is_some_and(|d| !d.is_empty() && d.len() <= 256)) =>
+        {
             items.into_iter().flatten().map(str::to_owned).collect()
         }
         _ => {
-            p.add("bad_devices", "`devices` must be an array of non-empty strings (≤ 256 characters)");
+            p.add(
+                "bad_devices",
+                "`devices` must be an array of non-empty strings (≤ 256 characters)",
+            );
             Vec::new()
         }
     }
 }
 
-type Descriptive = (Option<&'static str>, Option<Severity>, BTreeMap<Skill, u32>, Option<String>);
+type Descriptive = (
+    Option<&'static str>,
+    Option<Severity>,
+    BTreeMap<Skill, u32>,
+    Option<String>,
+);
 
 fn descriptive_fields(obj: &Map<String, Value>, p: &mut Problems) -> Descriptive {
     let cause = obj.get("cause").map(|c| {
         let c = c.as_str().unwrap_or("unknown");
-        CAUSES.iter().copied().find(|k| *k == c).unwrap_or("unknown")
+        CAUSES
+            .iter()
+            .copied()
+            .find(|k| *k == c)
+            .unwrap_or("unknown")
     });
     let severity = obj.get("severity").and_then(|s| {
         let parsed = s.as_str().and_then(Severity::parse);
         if parsed.is_none() {
-            p.add("bad_severity", format!("`severity` {s} is not one of minor, major, critical"));
+            p.add(
+                "bad_severity",
+                format!("`severity` {s} is not one of minor, major, critical"),
+            );
         }
         parsed
     });
@@ -325,17 +404,26 @@ fn descriptive_fields(obj: &Map<String, Value>, p: &mut Problems) -> Descriptive
                             crew_needs.insert(skill, n as u32);
                         }
                         (Err(e), _) => p.add("bad_crew_needs", format!("`crew_needs`: {e}")),
-                        _ => p.add("bad_crew_needs", format!("`crew_needs.{skill}` must be an integer 0..1000")),
+                        _ => p.add(
+                            "bad_crew_needs",
+                            format!("`crew_needs.{skill}` must be an integer 0..1000"),
+                        ),
                     }
                 }
             }
-            None => p.add("bad_crew_needs", "`crew_needs` must be an object of skill → count"),
+            None => p.add(
+                "bad_crew_needs",
+                "`crew_needs` must be an object of skill → count",
+            ),
         }
     }
     let note = obj.get("note").and_then(|n| match n.as_str() {
         Some(s) if s.chars().count() <= 1000 => Some(s.to_owned()),
         _ => {
-            p.add("bad_note", "`note` must be a string of at most 1000 characters");
+            p.add(
+                "bad_note",
+                "`note` must be a string of at most 1000 characters",
+            );
             None
         }
     });
@@ -346,7 +434,10 @@ fn descriptive_fields(obj: &Map<String, Value>, p: &mut Problems) -> Descriptive
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_payload_bytes: 1 << 20, max_vertices: 100_000 };
+    const LIMITS: Limits = Limits {
+        max_payload_bytes: 1 << 20,
+        max_vertices: 100_000,
+    };
 
     #[test]
     fn parses_a_detected_polygon() {
@@ -363,22 +454,36 @@ mod tests {
     fn every_problem_is_named() {
         let raw = include_bytes!("../../samples/events/bad-time-and-ring.json");
         let r = parse_event(raw, LIMITS).unwrap_err();
-        assert!(r.reason.contains("occurred_at") && r.reason.contains("at least 4"), "{}", r.reason);
+        assert!(
+            r.reason.contains("occurred_at") && r.reason.contains("at least 4"),
+            "{}",
+            r.reason
+        );
         assert_eq!(r.event_id.as_deref(), Some("evt-bad-3"));
         let raw = include_bytes!("../../samples/events/bad-coordinates.json");
         let r = parse_event(raw, LIMITS).unwrap_err();
-        assert!(r.reason.contains("radius_m") && r.reason.contains("outside WGS84"), "{}", r.reason);
+        assert!(
+            r.reason.contains("radius_m") && r.reason.contains("outside WGS84"),
+            "{}",
+            r.reason
+        );
     }
 
     #[test]
     fn limits_and_planned_window() {
         let big = vec![b' '; 2048];
-        let small = Limits { max_payload_bytes: 1024, ..LIMITS };
+        let small = Limits {
+            max_payload_bytes: 1024,
+            ..LIMITS
+        };
         assert_eq!(parse_event(&big, small).unwrap_err().code, "too_large");
         let raw = br#"{"v":1,"event_id":"e","fault_id":"f","kind":"planned","occurred_at":"2026-11-23T09:00:00Z","devices":["x"],"starts_at":"2026-11-26T12:00:00Z","ends_at":"2026-11-26T08:00:00Z"}"#;
         assert_eq!(parse_event(raw, LIMITS).unwrap_err().code, "bad_window");
         let raw = br#"{"v":2,"event_id":"e","fault_id":"f","kind":"restored","occurred_at":"2026-11-23T09:00:00Z"}"#;
-        assert_eq!(parse_event(raw, LIMITS).unwrap_err().code, "unsupported_version");
+        assert_eq!(
+            parse_event(raw, LIMITS).unwrap_err().code,
+            "unsupported_version"
+        );
         let raw = br#"{"v":1,"event_id":"e","fault_id":"f","kind":"restored","occurred_at":"2026-11-23T09:00:00+01:00","cause":"meteor","crew_needs":{"lineworker":4}}"#;
         let e = parse_event(raw, LIMITS).unwrap();
         assert_eq!(e.cause, Some("unknown"));

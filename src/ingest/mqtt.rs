@@ -32,9 +32,16 @@ pub struct Inbound {
 /// Broker options from configuration: QoS 1 subscribers need a persistent session (clean
 /// session off) so that events published while we are down wait for us, and manual acks so
 /// that the broker keeps an event until we have committed it.
-pub fn options(settings: &MqttSettings, client_id: &str, persistent: bool) -> Result<MqttOptions, MqttError> {
-    let url = url::Url::parse(&settings.url).map_err(|_| MqttError::BadUrl(settings.url.clone()))?;
-    let host = url.host_str().ok_or_else(|| MqttError::BadUrl(settings.url.clone()))?;
+pub fn options(
+    settings: &MqttSettings,
+    client_id: &str,
+    persistent: bool,
+) -> Result<MqttOptions, MqttError> {
+    let url =
+        url::Url::parse(&settings.url).map_err(|_| MqttError::BadUrl(settings.url.clone()))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| MqttError::BadUrl(settings.url.clone()))?;
     let tls = url.scheme() == "mqtts";
     let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
     let mut opts = MqttOptions::new(client_id, host, port);
@@ -45,7 +52,10 @@ pub fn options(settings: &MqttSettings, client_id: &str, persistent: bool) -> Re
         .set_request_channel_capacity(1024)
         .set_inflight(100);
     if !settings.username.is_empty() {
-        opts.set_credentials(settings.username.clone(), settings.password.expose().to_owned());
+        opts.set_credentials(
+            settings.username.clone(),
+            settings.password.expose().to_owned(),
+        );
     }
     if tls {
         opts.set_transport(Transport::tls_with_default_config());
@@ -76,8 +86,20 @@ pub fn spawn_subscriber(
     let (client, eventloop) = AsyncClient::new(opts, 1024);
     let (ready_tx, ready_rx) = watch::channel(false);
     let backoff = Backoff::new(settings.reconnect_min_ms, settings.reconnect_max_ms);
-    let task = tokio::spawn(drive(eventloop, client.clone(), filter, inbound, ready_tx, backoff, stop));
-    Ok(Link { client, task, subscribed: ready_rx })
+    let task = tokio::spawn(drive(
+        eventloop,
+        client.clone(),
+        filter,
+        inbound,
+        ready_tx,
+        backoff,
+        stop,
+    ));
+    Ok(Link {
+        client,
+        task,
+        subscribed: ready_rx,
+    })
 }
 
 async fn drive(
@@ -98,7 +120,10 @@ async fn drive(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the MQTT broker"
+                );
                 backoff.reset();
                 // Subscribing again is harmless with a kept session and needed without one.
                 if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
@@ -110,7 +135,11 @@ async fn drive(
                 let _ = ready.send(true);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let msg = Inbound { topic: p.topic.clone(), payload: p.payload.to_vec(), receipt: Some(p) };
+                let msg = Inbound {
+                    topic: p.topic.clone(),
+                    payload: p.payload.to_vec(),
+                    receipt: Some(p),
+                };
                 if inbound.send(msg).is_err() {
                     break; // the engine is gone: we are shutting down
                 }
@@ -119,7 +148,7 @@ async fn drive(
             Ok(_) => {}
             Err(e) => {
                 let _ = ready.send(false);
-                let wait = backoff.next();
+                let wait = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -140,17 +169,23 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(min_ms: u64, max_ms: u64) -> Self {
-        Self { min_ms, max_ms, current_ms: min_ms }
+        Self {
+            min_ms,
+            max_ms,
+            current_ms: min_ms,
+        }
     }
 
     pub fn reset(&mut self) {
         self.current_ms = self.min_ms;
     }
 
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.current_ms;
         self.current_ms = (self.current_ms * 2).min(self.max_ms);
-        Duration::from_millis(rand::rng().random_range(self.min_ms / 2..=ceiling.max(self.min_ms / 2 + 1)))
+        Duration::from_millis(
+            rand::rng().random_range(self.min_ms / 2..=ceiling.max(self.min_ms / 2 + 1)),
+        )
     }
 }
 
@@ -161,7 +196,10 @@ pub fn events_topic_base(filter: &str) -> String {
         Some(rest) => rest.split_once('/').map_or(rest, |(_, f)| f),
         None => filter,
     };
-    filter.trim_end_matches('#').trim_end_matches('/').to_owned()
+    filter
+        .trim_end_matches('#')
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 /// A topic level from an id: MQTT wildcards and separators are percent-encoded.
@@ -186,8 +224,14 @@ mod tests {
 
     #[test]
     fn topics() {
-        assert_eq!(events_topic_base("$share/faultline/faultline/v1/events/#"), "faultline/v1/events");
-        assert_eq!(events_topic_base("t1/faultline/v1/events/#"), "t1/faultline/v1/events");
+        assert_eq!(
+            events_topic_base("$share/faultline/faultline/v1/events/#"),
+            "faultline/v1/events"
+        );
+        assert_eq!(
+            events_topic_base("t1/faultline/v1/events/#"),
+            "t1/faultline/v1/events"
+        );
         assert_eq!(topic_level("a/b+c#%"), "a%2Fb%2Bc%23%25");
     }
 
@@ -195,7 +239,7 @@ mod tests {
     fn backoff_grows_to_its_ceiling() {
         let mut b = Backoff::new(100, 1000);
         for _ in 0..10 {
-            assert!(b.next() <= Duration::from_millis(1000));
+            assert!(b.next_delay() <= Duration::from_millis(1000));
         }
         assert_eq!(b.current_ms, 1000);
         b.reset();

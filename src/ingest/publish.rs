@@ -25,12 +25,24 @@ pub fn event_topic(filter: &str, region: &str, payload: &[u8]) -> String {
         .ok()
         .and_then(|v| v.get("fault_id").and_then(|f| f.as_str()).map(topic_level))
         .unwrap_or_else(|| "unknown".into());
-    format!("{}/{}/{}", events_topic_base(filter), topic_level(region), fault)
+    format!(
+        "{}/{}/{}",
+        events_topic_base(filter),
+        topic_level(region),
+        fault
+    )
 }
 
 /// Publishes `(topic, payload)` pairs with QoS 1 and waits for every PUBACK.
-pub async fn publish_all(settings: &MqttSettings, messages: Vec<(String, Vec<u8>)>) -> Result<usize, PublishError> {
-    let client_id = format!("faultline-publish-{}-{}", std::process::id(), rand::random::<u32>());
+pub async fn publish_all(
+    settings: &MqttSettings,
+    messages: Vec<(String, Vec<u8>)>,
+) -> Result<usize, PublishError> {
+    let client_id = format!(
+        "faultline-publish-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
     let opts = options(settings, &client_id, false)?;
     let (client, mut eventloop) = AsyncClient::new(opts, messages.len().max(1) + 10);
     let total = messages.len();

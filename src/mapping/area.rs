@@ -257,13 +257,26 @@ mod tests {
 
     #[test]
     fn grid_agrees_with_naive_ray_casting() {
-        let hole: Vec<[f64; 2]> = vec![[-0.1, -0.1], [0.1, -0.1], [0.1, 0.1], [-0.1, 0.1], [-0.1, -0.1]];
+        let hole: Vec<[f64; 2]> = vec![
+            [-0.1, -0.1],
+            [0.1, -0.1],
+            [0.1, 0.1],
+            [-0.1, 0.1],
+            [-0.1, -0.1],
+        ];
         for n in [8, 64, 1024, 4096] {
-            let prepared = PreparedPolygons::new(&[vec![star(n, 0.0, 0.0), hole.clone()], vec![star(n, 3.0, 0.0)]]);
+            let prepared = PreparedPolygons::new(&[
+                vec![star(n, 0.0, 0.0), hole.clone()],
+                vec![star(n, 3.0, 0.0)],
+            ]);
             let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
             for _ in 0..20_000 {
                 let (x, y) = (rng.random_range(-1.5..4.5), rng.random_range(-1.5..1.5));
-                assert_eq!(prepared.contains(x, y), prepared.contains_naive(x, y), "n={n} ({x},{y})");
+                assert_eq!(
+                    prepared.contains(x, y),
+                    prepared.contains_naive(x, y),
+                    "n={n} ({x},{y})"
+                );
             }
             assert!(!prepared.contains(0.0, 0.0), "the hole is outside");
             assert!(prepared.contains(0.3, 0.0));
@@ -274,7 +287,10 @@ mod tests {
     #[test]
     fn circle_is_geodesic() {
         let c = Coord::new(11.83, 53.44).unwrap();
-        let area = PreparedArea::new(&AreaShape::Circle { center: c, radius_m: 600.0 });
+        let area = PreparedArea::new(&AreaShape::Circle {
+            center: c,
+            radius_m: 600.0,
+        });
         // 0.009° of latitude is about 1,001 m; 0.005° about 556 m.
         assert!(area.contains(11.83, 53.445));
         assert!(!area.contains(11.83, 53.449));

@@ -33,14 +33,26 @@ pub enum AreaError {
 }
 
 /// Parses a GeoJSON geometry (and the event's `radius_m` for a Point).
-pub fn parse_area(geometry: &Value, radius_m: Option<f64>, max_vertices: usize) -> Result<AreaShape, AreaError> {
-    let kind = geometry.get("type").and_then(Value::as_str).unwrap_or("(none)");
-    let coords = geometry.get("coordinates").ok_or(AreaError::BadCoordinates)?;
+pub fn parse_area(
+    geometry: &Value,
+    radius_m: Option<f64>,
+    max_vertices: usize,
+) -> Result<AreaShape, AreaError> {
+    let kind = geometry
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("(none)");
+    let coords = geometry
+        .get("coordinates")
+        .ok_or(AreaError::BadCoordinates)?;
     match kind {
         "Point" => {
             let center = position(coords)?;
             match radius_m {
-                Some(r) if r.is_finite() && r > 0.0 => Ok(AreaShape::Circle { center, radius_m: r }),
+                Some(r) if r.is_finite() && r > 0.0 => Ok(AreaShape::Circle {
+                    center,
+                    radius_m: r,
+                }),
                 _ => Err(AreaError::BadRadius),
             }
         }
@@ -94,10 +106,16 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn polygon(v: &Value, index: usize, max_vertices: usize) -> Result<Vec<Vec<[f64; 2]>>, AreaError> {
-    let rings = v.as_array().filter(|a| !a.is_empty()).ok_or(AreaError::BadCoordinates)?;
+    let rings = v
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .ok_or(AreaError::BadCoordinates)?;
     let total = count_positions(v);
     if total > max_vertices {
-        return Err(AreaError::TooManyVertices { count: total, limit: max_vertices });
+        return Err(AreaError::TooManyVertices {
+            count: total,
+            limit: max_vertices,
+        });
     }
     let mut out = Vec::with_capacity(rings.len());
     for (r, ring) in rings.iter().enumerate() {
@@ -112,7 +130,10 @@ fn polygon(v: &Value, index: usize, max_vertices: usize) -> Result<Vec<Vec<[f64;
             .map(|p| position(p).map(|c| [c.lon, c.lat]))
             .collect::<Result<_, _>>()?;
         if ring.len() < 4 {
-            return Err(AreaError::TooFewPositions { ring: name, count: ring.len() });
+            return Err(AreaError::TooFewPositions {
+                ring: name,
+                count: ring.len(),
+            });
         }
         if ring.first() != ring.last() {
             return Err(AreaError::NotClosed(name));
@@ -182,22 +203,59 @@ mod tests {
         let poly = json!({"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1],[0,0]]]});
         assert!(matches!(parse_area(&poly, None, 100), Ok(AreaShape::Polygons(p)) if p.len() == 1));
         let multi = json!({"type":"MultiPolygon","coordinates":[[[[0,0],[1,0],[1,1],[0,0]]],[[[2,0],[3,0],[3,1],[2,0]]]]});
-        assert!(matches!(parse_area(&multi, None, 100), Ok(AreaShape::Polygons(p)) if p.len() == 2));
+        assert!(
+            matches!(parse_area(&multi, None, 100), Ok(AreaShape::Polygons(p)) if p.len() == 2)
+        );
         let point = json!({"type":"Point","coordinates":[11.8,53.4]});
-        assert!(matches!(parse_area(&point, Some(50.0), 100), Ok(AreaShape::Circle { .. })));
+        assert!(matches!(
+            parse_area(&point, Some(50.0), 100),
+            Ok(AreaShape::Circle { .. })
+        ));
     }
 
     #[test]
     fn refuses_with_specific_reasons() {
         let cases = [
-            (json!({"type":"Polygon","coordinates":[[[11.8,53.4],[11.9,53.4],[11.8,53.4]]]}), None, "at least 4"),
-            (json!({"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1]]]}), None, "not closed"),
-            (json!({"type":"Polygon","coordinates":[[[0,0],[1,1],[1,0],[0,1],[0,0]]]}), None, "intersects itself"),
-            (json!({"type":"Point","coordinates":[191.0,95.0]}), Some(5.0), "outside WGS84"),
-            (json!({"type":"Point","coordinates":[11.0,53.0]}), Some(-5.0), "radius_m"),
-            (json!({"type":"Point","coordinates":[11.0,53.0]}), None, "radius_m"),
-            (json!({"type":"LineString","coordinates":[[0,0],[1,1]]}), None, "LineString"),
-            (json!({"type":"Polygon","coordinates":[[[0,0],["x",0],[1,1],[0,0]]]}), None, "not a [lon, lat]"),
+            (
+                json!({"type":"Polygon","coordinates":[[[11.8,53.4],[11.9,53.4],[11.8,53.4]]]}),
+                None,
+                "at least 4",
+            ),
+            (
+                json!({"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,1]]]}),
+                None,
+                "not closed",
+            ),
+            (
+                json!({"type":"Polygon","coordinates":[[[0,0],[1,1],[1,0],[0,1],[0,0]]]}),
+                None,
+                "intersects itself",
+            ),
+            (
+                json!({"type":"Point","coordinates":[191.0,95.0]}),
+                Some(5.0),
+                "outside WGS84",
+            ),
+            (
+                json!({"type":"Point","coordinates":[11.0,53.0]}),
+                Some(-5.0),
+                "radius_m",
+            ),
+            (
+                json!({"type":"Point","coordinates":[11.0,53.0]}),
+                None,
+                "radius_m",
+            ),
+            (
+                json!({"type":"LineString","coordinates":[[0,0],[1,1]]}),
+                None,
+                "LineString",
+            ),
+            (
+                json!({"type":"Polygon","coordinates":[[[0,0],["x",0],[1,1],[0,0]]]}),
+                None,
+                "not a [lon, lat]",
+            ),
         ];
         for (geometry, radius, expected) in cases {
             let err = parse_area(&geometry, radius, 100).unwrap_err().to_string();
@@ -211,7 +269,15 @@ mod tests {
     #[test]
     fn self_intersection_finds_touching_and_spikes() {
         // A ring visiting (1,1) twice: a figure eight touching at a vertex.
-        let eight = [[0.0, 0.0], [1.0, 1.0], [2.0, 0.0], [2.0, 2.0], [1.0, 1.0], [0.0, 2.0], [0.0, 0.0]];
+        let eight = [
+            [0.0, 0.0],
+            [1.0, 1.0],
+            [2.0, 0.0],
+            [2.0, 2.0],
+            [1.0, 1.0],
+            [0.0, 2.0],
+            [0.0, 0.0],
+        ];
         assert!(ring_self_intersects(&eight));
         let spike = [[0.0, 0.0], [2.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]];
         assert!(ring_self_intersects(&spike));

@@ -90,14 +90,16 @@ impl CustomerIndex {
                 let old = self.customers[idx as usize].clone();
                 self.tree.remove(&Entry::new([old.at.lon, old.at.lat], idx));
                 self.unlink_devices(idx, &old);
-                self.tree.insert(Entry::new([customer.at.lon, customer.at.lat], idx));
+                self.tree
+                    .insert(Entry::new([customer.at.lon, customer.at.lat], idx));
                 self.customers[idx as usize] = customer;
                 self.link_devices(idx);
                 Some(idx)
             }
             None => {
                 let idx = self.customers.len() as CustomerIdx;
-                self.tree.insert(Entry::new([customer.at.lon, customer.at.lat], idx));
+                self.tree
+                    .insert(Entry::new([customer.at.lon, customer.at.lat], idx));
                 self.by_id.insert(customer.id.clone(), idx);
                 self.customers.push(customer);
                 self.link_devices(idx);
@@ -148,7 +150,12 @@ impl CustomerIndex {
     }
 
     /// Is this one customer covered? Used when a customer is imported during an outage.
-    pub fn covers(&self, idx: CustomerIdx, area: Option<&PreparedArea>, devices: &[String]) -> bool {
+    pub fn covers(
+        &self,
+        idx: CustomerIdx,
+        area: Option<&PreparedArea>,
+        devices: &[String],
+    ) -> bool {
         let c = &self.customers[idx as usize];
         area.is_some_and(|a| a.contains(c.at.lon, c.at.lat))
             || devices
@@ -179,7 +186,11 @@ mod tests {
             customer("c", 5.0, 5.0, "F2"),
         ]);
         let square = PreparedArea::new(&AreaShape::Polygons(vec![vec![vec![
-            [0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0],
+            [0.0, 0.0],
+            [1.0, 0.0],
+            [1.0, 1.0],
+            [0.0, 1.0],
+            [0.0, 0.0],
         ]]]));
         assert_eq!(index.affected(Some(&square), &[]), vec![0]);
         assert_eq!(index.affected(Some(&square), &["F2".into()]), vec![0, 1, 2]);

@@ -59,7 +59,11 @@ impl FaultArea {
             AreaShape::Circle { radius_m, .. } => Some(*radius_m),
             AreaShape::Polygons(_) => None,
         };
-        Self { geojson, radius_m, prepared: PreparedArea::new(shape) }
+        Self {
+            geojson,
+            radius_m,
+            prepared: PreparedArea::new(shape),
+        }
     }
 }
 

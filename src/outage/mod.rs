@@ -68,7 +68,11 @@ pub struct OutageChange {
 
 impl OutageChange {
     fn new(fault: &Fault, cause: ChangeCause, at: DateTime<Utc>) -> Self {
-        let joined_state = if fault.state == FaultState::Planned { MemberState::Planned } else { MemberState::Out };
+        let joined_state = if fault.state == FaultState::Planned {
+            MemberState::Planned
+        } else {
+            MemberState::Out
+        };
         Self {
             fault_id: fault.id.clone(),
             cause,
@@ -92,7 +96,9 @@ impl OutageChange {
 pub enum Applied {
     Changed(OutageChange),
     /// `seq` not above the last applied one: stored, state untouched.
-    Stale { last_seq: u64 },
+    Stale {
+        last_seq: u64,
+    },
     /// Valid, but meaningless in the fault's state (e.g. `updated` after `restored`).
     Ignored(&'static str),
 }
@@ -119,7 +125,11 @@ impl OutageBook {
     }
 
     /// Rebuilds the book from stored faults (with their current members), as after a restart.
-    pub fn restore(index: CustomerIndex, momentary_delay: std::time::Duration, faults: Vec<Fault>) -> Self {
+    pub fn restore(
+        index: CustomerIndex,
+        momentary_delay: std::time::Duration,
+        faults: Vec<Fault>,
+    ) -> Self {
         let mut book = Self::new(index, momentary_delay);
         for mut fault in faults {
             fault.affected.sort_unstable();
@@ -165,7 +175,9 @@ impl OutageBook {
         let mut ids: Vec<&FaultId> = self
             .faults
             .values()
-            .filter(|f| f.state == FaultState::Active && f.affected.binary_search(&customer).is_ok())
+            .filter(|f| {
+                f.state == FaultState::Active && f.affected.binary_search(&customer).is_ok()
+            })
             .map(|f| &f.id)
             .collect();
         ids.sort();
@@ -186,17 +198,26 @@ impl OutageBook {
         let change = match (e.kind, existing.map(|f| f.state)) {
             (K::Detected, None | Some(S::Restored | S::Cancelled)) => Some(self.open(e, S::Active)),
             (K::Planned, None | Some(S::Restored | S::Cancelled)) => Some(self.open(e, S::Planned)),
-            (K::Updated, None) if e.area.is_some() || !e.devices.is_empty() => Some(self.open(e, S::Active)),
-            (K::Updated, None) => return Applied::Ignored("updated names an unknown fault and gives no area or devices"),
-            (K::Detected | K::Updated, Some(S::Active)) | (K::Updated | K::Planned, Some(S::Planned)) => {
-                self.update(e, cause)
+            (K::Updated, None) if e.area.is_some() || !e.devices.is_empty() => {
+                Some(self.open(e, S::Active))
             }
+            (K::Updated, None) => {
+                return Applied::Ignored(
+                    "updated names an unknown fault and gives no area or devices",
+                )
+            }
+            (K::Detected | K::Updated, Some(S::Active))
+            | (K::Updated | K::Planned, Some(S::Planned)) => self.update(e, cause),
             (K::Detected, Some(S::Planned)) => self.update(e, cause).map(|mut change| {
                 self.activate(&e.fault_id, e.occurred_at, &mut change);
                 change
             }),
-            (K::Planned, Some(S::Active)) => return Applied::Ignored("planned names a fault that is already active"),
-            (K::Updated, Some(S::Restored | S::Cancelled)) => return Applied::Ignored("updated names a closed fault"),
+            (K::Planned, Some(S::Active)) => {
+                return Applied::Ignored("planned names a fault that is already active")
+            }
+            (K::Updated, Some(S::Restored | S::Cancelled)) => {
+                return Applied::Ignored("updated names a closed fault")
+            }
             (K::Restored, Some(S::Active | S::Planned)) => self.close(e, S::Restored),
             (K::Cancelled, Some(S::Active | S::Planned)) => self.close(e, S::Cancelled),
             (K::Restored | K::Cancelled, Some(S::Restored | S::Cancelled)) => {
@@ -234,16 +255,32 @@ impl OutageBook {
 
     /// Takes new or changed customers into the index and into the open faults that now cover
     /// them (or out of those that no longer do).
-    pub fn remap(&mut self, customers: Vec<MappedCustomer>, now: DateTime<Utc>) -> Vec<OutageChange> {
-        let changed: Vec<CustomerIdx> = customers.into_iter().filter_map(|c| self.index.upsert(c)).collect();
+    pub fn remap(
+        &mut self,
+        customers: Vec<MappedCustomer>,
+        now: DateTime<Utc>,
+    ) -> Vec<OutageChange> {
+        let changed: Vec<CustomerIdx> = customers
+            .into_iter()
+            .filter_map(|c| self.index.upsert(c))
+            .collect();
         self.coverage.resize(self.index.len(), 0);
         let mut changes = Vec::new();
-        let open: Vec<FaultId> = self.faults.values().filter(|f| f.state.is_open()).map(|f| f.id.clone()).collect();
+        let open: Vec<FaultId> = self
+            .faults
+            .values()
+            .filter(|f| f.state.is_open())
+            .map(|f| f.id.clone())
+            .collect();
         for id in open {
-            let Some(fault) = self.faults.get(&id) else { continue };
+            let Some(fault) = self.faults.get(&id) else {
+                continue;
+            };
             let mut members = fault.affected.clone();
             for &c in &changed {
-                let covered = self.index.covers(c, fault.area.as_ref().map(|a| &a.prepared), &fault.devices);
+                let covered =
+                    self.index
+                        .covers(c, fault.area.as_ref().map(|a| &a.prepared), &fault.devices);
                 match (covered, members.binary_search(&c)) {
                     (true, Err(pos)) => members.insert(pos, c),
                     (false, Ok(pos)) => {
@@ -262,7 +299,10 @@ impl OutageBook {
     }
 
     fn open(&mut self, e: &FaultEvent, state: FaultState) -> OutageChange {
-        let fault = self.faults.entry(e.fault_id.clone()).or_insert_with(|| Fault::new(e.fault_id.clone(), state, e.occurred_at));
+        let fault = self
+            .faults
+            .entry(e.fault_id.clone())
+            .or_insert_with(|| Fault::new(e.fault_id.clone(), state, e.occurred_at));
         // A re-opened fault is a new episode: forget the old geometry and times.
         fault.state = state;
         fault.area = None;
@@ -294,9 +334,15 @@ impl OutageBook {
         let mut change = OutageChange::new(fault, ChangeCause::Event(e.kind), e.occurred_at);
         absorb_descriptive(fault, e, &mut change);
         let restored = was == FaultState::Active && final_state == FaultState::Restored;
-        change.left_state = if restored { MemberState::Restored } else { MemberState::Cancelled };
+        change.left_state = if restored {
+            MemberState::Restored
+        } else {
+            MemberState::Cancelled
+        };
         change.momentary = restored
-            && fault.detected_at.is_some_and(|d| e.occurred_at - d < self.momentary_delay);
+            && fault
+                .detected_at
+                .is_some_and(|d| e.occurred_at - d < self.momentary_delay);
         self.set_members(&e.fault_id, Vec::new(), &mut change);
         let fault = self.faults.get_mut(&e.fault_id)?;
         fault.state = final_state;
@@ -310,7 +356,11 @@ impl OutageBook {
     /// `restored`/`cancelled` for a fault never seen: remember it as closed so that a late
     /// `detected` with a lower `seq` cannot open it.
     fn tombstone(&mut self, e: &FaultEvent) -> OutageChange {
-        let state = if e.kind == EventKind::Restored { FaultState::Restored } else { FaultState::Cancelled };
+        let state = if e.kind == EventKind::Restored {
+            FaultState::Restored
+        } else {
+            FaultState::Cancelled
+        };
         let mut fault = Fault::new(e.fault_id.clone(), state, e.occurred_at);
         fault.restored_at = Some(e.occurred_at);
         let mut change = OutageChange::new(&fault, ChangeCause::Event(e.kind), e.occurred_at);
@@ -321,7 +371,9 @@ impl OutageBook {
 
     /// Planned → active: every member goes out now.
     fn activate(&mut self, id: &FaultId, at: DateTime<Utc>, change: &mut OutageChange) {
-        let Some(fault) = self.faults.get_mut(id) else { return };
+        let Some(fault) = self.faults.get_mut(id) else {
+            return;
+        };
         fault.state = FaultState::Active;
         fault.detected_at = Some(at);
         fault.updated_at = at;
@@ -335,7 +387,9 @@ impl OutageBook {
 
     fn members_for(&self, id: &FaultId) -> Vec<CustomerIdx> {
         match self.faults.get(id) {
-            Some(f) => self.index.affected(f.area.as_ref().map(|a| &a.prepared), &f.devices),
+            Some(f) => self
+                .index
+                .affected(f.area.as_ref().map(|a| &a.prepared), &f.devices),
             None => Vec::new(),
         }
     }
@@ -343,7 +397,9 @@ impl OutageBook {
     /// Replaces a fault's members, recording who joined and left and whose outage began/ended.
     fn set_members(&mut self, id: &FaultId, members: Vec<CustomerIdx>, change: &mut OutageChange) {
         let critical = self.count_critical(&members);
-        let Some(fault) = self.faults.get_mut(id) else { return };
+        let Some(fault) = self.faults.get_mut(id) else {
+            return;
+        };
         let (joined, left) = diff_sorted(&fault.affected, &members);
         if fault.state == FaultState::Active {
             for &c in &joined {
@@ -369,7 +425,10 @@ impl OutageBook {
     }
 
     fn count_critical(&self, members: &[CustomerIdx]) -> usize {
-        members.iter().filter(|&&c| self.index.get(c).critical).count()
+        members
+            .iter()
+            .filter(|&&c| self.index.get(c).critical)
+            .count()
     }
 }
 
@@ -394,7 +453,10 @@ fn absorb(fault: &mut Fault, e: &FaultEvent, change: &mut OutageChange) -> bool 
     if e.area.is_none() && e.devices.is_empty() {
         return false;
     }
-    fault.area = e.area.as_ref().map(|a| FaultArea::new(a.geojson.clone(), &a.shape));
+    fault.area = e
+        .area
+        .as_ref()
+        .map(|a| FaultArea::new(a.geojson.clone(), &a.shape));
     fault.devices = e.devices.clone();
     true
 }

@@ -3,7 +3,10 @@ use crate::domain::{Coord, CustomerId, EventId};
 use crate::ingest::event::{parse_event, Limits};
 use crate::mapping::MappedCustomer;
 
-const LIMITS: Limits = Limits { max_payload_bytes: 1 << 20, max_vertices: 100_000 };
+const LIMITS: Limits = Limits {
+    max_payload_bytes: 1 << 20,
+    max_vertices: 100_000,
+};
 
 /// Customers on a 10×10 grid at (i + 0.5, j + 0.5); id "c{i}_{j}", feeder "F{i}".
 fn book() -> OutageBook {
@@ -17,7 +20,10 @@ fn book() -> OutageBook {
             critical: i == 0 && j == 0,
         })
         .collect();
-    OutageBook::new(CustomerIndex::build(customers), std::time::Duration::from_secs(300))
+    OutageBook::new(
+        CustomerIndex::build(customers),
+        std::time::Duration::from_secs(300),
+    )
 }
 
 fn event(json: &str) -> FaultEvent {
@@ -32,7 +38,9 @@ fn square(id: &str, kind: &str, seq: u64, at: &str, x0: f64, x1: f64) -> FaultEv
 }
 
 fn simple(id: &str, kind: &str, seq: u64, at: &str) -> FaultEvent {
-    event(&format!(r#"{{"v":1,"event_id":"{id}-{seq}","fault_id":"{id}","kind":"{kind}","seq":{seq},"occurred_at":"{at}"}}"#))
+    event(&format!(
+        r#"{{"v":1,"event_id":"{id}-{seq}","fault_id":"{id}","kind":"{kind}","seq":{seq},"occurred_at":"{at}"}}"#
+    ))
 }
 
 fn changed(a: Applied) -> OutageChange {
@@ -45,38 +53,92 @@ fn changed(a: Applied) -> OutageChange {
 #[test]
 fn overlapping_faults_hold_customers_until_the_last_ends() {
     let mut b = book();
-    let c1 = changed(b.apply(&square("A", "detected", 1, "2026-11-23T10:00:00Z", 0.0, 3.0)));
+    let c1 = changed(b.apply(&square(
+        "A",
+        "detected",
+        1,
+        "2026-11-23T10:00:00Z",
+        0.0,
+        3.0,
+    )));
     assert_eq!((c1.joined.len(), c1.now_out.len()), (30, 30));
-    let c2 = changed(b.apply(&square("B", "detected", 1, "2026-11-23T10:01:00Z", 2.0, 5.0)));
-    assert_eq!((c2.joined.len(), c2.now_out.len()), (30, 20), "column 2 was already out");
+    let c2 = changed(b.apply(&square(
+        "B",
+        "detected",
+        1,
+        "2026-11-23T10:01:00Z",
+        2.0,
+        5.0,
+    )));
+    assert_eq!(
+        (c2.joined.len(), c2.now_out.len()),
+        (30, 20),
+        "column 2 was already out"
+    );
     assert_eq!(b.customers_out(), 50);
     let r = changed(b.apply(&simple("A", "restored", 2, "2026-11-23T12:00:00Z")));
-    assert_eq!((r.left.len(), r.now_back.len()), (30, 20), "column 2 still out through B");
+    assert_eq!(
+        (r.left.len(), r.now_back.len()),
+        (30, 20),
+        "column 2 still out through B"
+    );
     assert_eq!(r.left_state, MemberState::Restored);
     assert!(!r.momentary);
-    let idx = b.index().idx_of(&CustomerId::parse("c2_5").unwrap()).unwrap();
+    let idx = b
+        .index()
+        .idx_of(&CustomerId::parse("c2_5").unwrap())
+        .unwrap();
     assert!(b.is_out(idx));
     assert_eq!(b.faults_of(idx).len(), 1);
-    assert_eq!(b.fault(&FaultId::parse("A").unwrap()).unwrap().restored_count, 30);
+    assert_eq!(
+        b.fault(&FaultId::parse("A").unwrap())
+            .unwrap()
+            .restored_count,
+        30
+    );
 }
 
 #[test]
 fn updates_shrink_and_grow_and_stale_seq_is_ignored() {
     let mut b = book();
-    changed(b.apply(&square("A", "detected", 1, "2026-11-23T10:00:00Z", 0.0, 5.0)));
+    changed(b.apply(&square(
+        "A",
+        "detected",
+        1,
+        "2026-11-23T10:00:00Z",
+        0.0,
+        5.0,
+    )));
     let shrink = changed(b.apply(&square("A", "updated", 3, "2026-11-23T10:30:00Z", 0.0, 2.0)));
-    assert_eq!((shrink.joined.len(), shrink.left.len(), shrink.now_back.len()), (0, 30, 30));
-    assert!(matches!(b.apply(&square("A", "updated", 2, "2026-11-23T10:20:00Z", 0.0, 9.0)), Applied::Stale { last_seq: 3 }));
+    assert_eq!(
+        (
+            shrink.joined.len(),
+            shrink.left.len(),
+            shrink.now_back.len()
+        ),
+        (0, 30, 30)
+    );
+    assert!(matches!(
+        b.apply(&square("A", "updated", 2, "2026-11-23T10:20:00Z", 0.0, 9.0)),
+        Applied::Stale { last_seq: 3 }
+    ));
     assert_eq!(b.customers_out(), 20);
     let grow = changed(b.apply(&square("A", "updated", 4, "2026-11-23T10:40:00Z", 0.0, 4.0)));
     assert_eq!((grow.joined.len(), grow.now_out.len()), (20, 20));
-    assert_eq!(b.fault(&FaultId::parse("A").unwrap()).unwrap().restored_count, 30);
+    assert_eq!(
+        b.fault(&FaultId::parse("A").unwrap())
+            .unwrap()
+            .restored_count,
+        30
+    );
 }
 
 #[test]
 fn devices_etr_and_momentary() {
     let mut b = book();
-    let d = event(r#"{"v":1,"event_id":"e1","fault_id":"D","kind":"detected","occurred_at":"2026-11-23T10:00:00Z","devices":["F7"],"etr":"2026-11-23T12:00:00Z","severity":"critical"}"#);
+    let d = event(
+        r#"{"v":1,"event_id":"e1","fault_id":"D","kind":"detected","occurred_at":"2026-11-23T10:00:00Z","devices":["F7"],"etr":"2026-11-23T12:00:00Z","severity":"critical"}"#,
+    );
     let c = changed(b.apply(&d));
     assert_eq!(c.joined.len(), 10);
     assert!(c.etr_changed);
@@ -88,35 +150,68 @@ fn devices_etr_and_momentary() {
 #[test]
 fn planned_outages_start_on_tick_and_cancel_cleanly() {
     let mut b = book();
-    let p = event(r#"{"v":1,"event_id":"p1","fault_id":"P","kind":"planned","occurred_at":"2026-11-23T09:00:00Z","devices":["F1"],"starts_at":"2026-11-26T08:00:00Z","ends_at":"2026-11-26T12:00:00Z"}"#);
+    let p = event(
+        r#"{"v":1,"event_id":"p1","fault_id":"P","kind":"planned","occurred_at":"2026-11-23T09:00:00Z","devices":["F1"],"starts_at":"2026-11-26T08:00:00Z","ends_at":"2026-11-26T12:00:00Z"}"#,
+    );
     let c = changed(b.apply(&p));
-    assert_eq!((c.joined.len(), c.joined_state, c.now_out.len()), (10, MemberState::Planned, 0));
+    assert_eq!(
+        (c.joined.len(), c.joined_state, c.now_out.len()),
+        (10, MemberState::Planned, 0)
+    );
     assert!(b.tick("2026-11-26T07:59:00Z".parse().unwrap()).is_empty());
     let started = b.tick("2026-11-26T08:00:00Z".parse().unwrap());
     assert_eq!(started.len(), 1);
     assert!(started[0].activated && started[0].now_out.len() == 10);
     assert_eq!(b.customers_out(), 10);
 
-    let q = event(r#"{"v":1,"event_id":"q1","fault_id":"Q","kind":"planned","occurred_at":"2026-11-23T09:00:00Z","devices":["F2"],"starts_at":"2026-11-27T08:00:00Z","ends_at":"2026-11-27T12:00:00Z"}"#);
+    let q = event(
+        r#"{"v":1,"event_id":"q1","fault_id":"Q","kind":"planned","occurred_at":"2026-11-23T09:00:00Z","devices":["F2"],"starts_at":"2026-11-27T08:00:00Z","ends_at":"2026-11-27T12:00:00Z"}"#,
+    );
     changed(b.apply(&q));
     let x = changed(b.apply(&simple("Q", "cancelled", 0, "2026-11-24T09:00:00Z")));
-    assert_eq!((x.left.len(), x.left_state, x.now_back.len()), (10, MemberState::Cancelled, 0));
-    assert_eq!(b.fault(&FaultId::parse("Q").unwrap()).unwrap().state, FaultState::Cancelled);
+    assert_eq!(
+        (x.left.len(), x.left_state, x.now_back.len()),
+        (10, MemberState::Cancelled, 0)
+    );
+    assert_eq!(
+        b.fault(&FaultId::parse("Q").unwrap()).unwrap().state,
+        FaultState::Cancelled
+    );
 }
 
 #[test]
 fn late_detected_after_restored_is_stale() {
     let mut b = book();
     changed(b.apply(&simple("Z", "restored", 5, "2026-11-23T11:00:00Z")));
-    assert!(matches!(b.apply(&square("Z", "detected", 1, "2026-11-23T10:00:00Z", 0.0, 1.0)), Applied::Stale { .. }));
-    assert!(matches!(b.apply(&simple("Z", "updated", 6, "2026-11-23T11:05:00Z")), Applied::Ignored(_)));
+    assert!(matches!(
+        b.apply(&square(
+            "Z",
+            "detected",
+            1,
+            "2026-11-23T10:00:00Z",
+            0.0,
+            1.0
+        )),
+        Applied::Stale { .. }
+    ));
+    assert!(matches!(
+        b.apply(&simple("Z", "updated", 6, "2026-11-23T11:05:00Z")),
+        Applied::Ignored(_)
+    ));
     assert_eq!(b.customers_out(), 0);
 }
 
 #[test]
 fn remap_brings_new_customers_into_open_faults() {
     let mut b = book();
-    changed(b.apply(&square("A", "detected", 1, "2026-11-23T10:00:00Z", 0.0, 1.0)));
+    changed(b.apply(&square(
+        "A",
+        "detected",
+        1,
+        "2026-11-23T10:00:00Z",
+        0.0,
+        1.0,
+    )));
     let newcomer = MappedCustomer {
         id: CustomerId::parse("new").unwrap(),
         at: Coord::new(0.2, 0.2).unwrap(),
@@ -127,6 +222,11 @@ fn remap_brings_new_customers_into_open_faults() {
     let changes = b.remap(vec![newcomer], "2026-11-23T10:05:00Z".parse().unwrap());
     assert_eq!(changes.len(), 1);
     assert_eq!((changes[0].joined.len(), changes[0].now_out.len()), (1, 1));
-    assert_eq!(b.fault(&FaultId::parse("A").unwrap()).unwrap().critical_affected, 2);
+    assert_eq!(
+        b.fault(&FaultId::parse("A").unwrap())
+            .unwrap()
+            .critical_affected,
+        2
+    );
     let _ = EventId::parse("unused").unwrap();
 }

@@ -9,7 +9,11 @@ use crate::mapping::MappedCustomer;
 
 impl Store {
     /// Inserts or replaces customers by id, in multi-row statements inside one transaction.
-    pub async fn upsert_customers(&self, rows: &[CustomerRecord], now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+    pub async fn upsert_customers(
+        &self,
+        rows: &[CustomerRecord],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
         let at = millis(now);
         on_pool!(self, pool, Db => {
             let mut tx = pool.begin().await?;
@@ -51,7 +55,10 @@ impl Store {
 
     /// Customers changed at or after `since_ms` (all when 0), as mapping sees them, with the
     /// newest change time seen.
-    pub async fn mapped_customers_since(&self, since_ms: i64) -> Result<(Vec<MappedCustomer>, i64), StoreError> {
+    pub async fn mapped_customers_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<(Vec<MappedCustomer>, i64), StoreError> {
         let sql = "SELECT customer_id, lon, lat, feeder, service_point, critical, updated_at \
                    FROM customers WHERE updated_at >= $1";
         let rows = on_pool!(self, pool, _Db => {
@@ -85,7 +92,11 @@ impl Store {
     }
 
     /// Inserts or replaces staff by id.
-    pub async fn upsert_staff(&self, rows: &[StaffRecord], now: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+    pub async fn upsert_staff(
+        &self,
+        rows: &[StaffRecord],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
         let at = millis(now);
         on_pool!(self, pool, Db => {
             let mut tx = pool.begin().await?;

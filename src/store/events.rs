@@ -68,7 +68,11 @@ impl Store {
     }
 
     /// Newest first; `status` filters (e.g. `rejected` for the dead letters).
-    pub async fn list_events(&self, status: Option<EventStatus>, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn list_events(
+        &self,
+        status: Option<EventStatus>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let sql = "SELECT id, event_id, fault_id, topic, payload, received_at, status, reason FROM events \
                    WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC LIMIT $2";
         let status = status.map(|s| s.as_str().to_owned());
@@ -80,9 +84,20 @@ impl Store {
                 .collect::<Result<Vec<_>, sqlx::Error>>()?
         });
         rows.into_iter()
-            .map(|(id, event_id, fault_id, topic, payload, at, status, reason)| {
-                Ok(StoredEvent { id, event_id, fault_id, topic, payload, received_at: from_millis(at)?, status, reason })
-            })
+            .map(
+                |(id, event_id, fault_id, topic, payload, at, status, reason)| {
+                    Ok(StoredEvent {
+                        id,
+                        event_id,
+                        fault_id,
+                        topic,
+                        payload,
+                        received_at: from_millis(at)?,
+                        status,
+                        reason,
+                    })
+                },
+            )
             .collect()
     }
 

@@ -14,9 +14,19 @@ use crate::outage::{Fault, FaultArea, FaultState};
 #[derive(Debug, Clone)]
 pub enum MemberOp {
     /// Customers (re)join a fault in `state` (`out` or `planned`) as of `at`.
-    Join { fault_id: String, customers: Vec<String>, state: &'static str, at: i64 },
+    Join {
+        fault_id: String,
+        customers: Vec<String>,
+        state: &'static str,
+        at: i64,
+    },
     /// Customers leave a fault, ending in `state` (`restored` or `cancelled`) at `at`.
-    Leave { fault_id: String, customers: Vec<String>, state: &'static str, at: i64 },
+    Leave {
+        fault_id: String,
+        customers: Vec<String>,
+        state: &'static str,
+        at: i64,
+    },
     /// A planned outage started: its planned members are out from `at`.
     Activate { fault_id: String, at: i64 },
 }
@@ -45,7 +55,8 @@ pub struct FaultRow {
 
 impl FaultRow {
     pub fn from_fault(f: &Fault) -> Self {
-        let crew: BTreeMap<&str, u32> = f.crew_needs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let crew: BTreeMap<&str, u32> =
+            f.crew_needs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         Self {
             fault_id: f.id.as_str().to_owned(),
             state: f.state.as_str().to_owned(),
@@ -74,8 +85,10 @@ impl FaultRow {
         let state = FaultState::parse(&self.state).ok_or_else(|| corrupt("unknown state"))?;
         let mut f = Fault::new(id, state, super::from_millis(self.updated_at)?);
         if let Some(area) = &self.area {
-            let geojson: serde_json::Value = serde_json::from_str(area).map_err(|e| corrupt(&e.to_string()))?;
-            let shape = parse_area(&geojson, self.radius_m, usize::MAX).map_err(|e| corrupt(&e.to_string()))?;
+            let geojson: serde_json::Value =
+                serde_json::from_str(area).map_err(|e| corrupt(&e.to_string()))?;
+            let shape = parse_area(&geojson, self.radius_m, usize::MAX)
+                .map_err(|e| corrupt(&e.to_string()))?;
             f.area = Some(FaultArea::new(geojson, &shape));
         }
         f.cause = self.cause.clone();
@@ -88,8 +101,12 @@ impl FaultRow {
         f.detected_at = opt_from_millis(self.detected_at)?;
         f.restored_at = opt_from_millis(self.restored_at)?;
         f.momentary = self.momentary;
-        let crew: BTreeMap<String, u32> = serde_json::from_str(&self.crew_needs).map_err(|e| corrupt(&e.to_string()))?;
-        f.crew_needs = crew.into_iter().filter_map(|(k, v)| Some((k.parse::<Skill>().ok()?, v))).collect();
+        let crew: BTreeMap<String, u32> =
+            serde_json::from_str(&self.crew_needs).map_err(|e| corrupt(&e.to_string()))?;
+        f.crew_needs = crew
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.parse::<Skill>().ok()?, v)))
+            .collect();
         f.note = self.note;
         Ok(f)
     }
@@ -101,7 +118,12 @@ const FAULT_COLUMNS: &str = "fault_id, state, cause, severity, area, radius_m, d
 impl Store {
     /// Writes one ingest batch atomically: the event log rows, the faults' new state and the
     /// relation changes. Nothing is acknowledged to the broker before this returns `Ok`.
-    pub async fn commit_batch(&self, events: &[EventRecord], faults: &[FaultRow], ops: &[MemberOp]) -> Result<(), StoreError> {
+    pub async fn commit_batch(
+        &self,
+        events: &[EventRecord],
+        faults: &[FaultRow],
+        ops: &[MemberOp],
+    ) -> Result<(), StoreError> {
         on_pool!(self, pool, Db => {
             let mut tx = pool.begin().await?;
             for chunk in events.chunks(CHUNK_ROWS / 2) {
@@ -188,7 +210,8 @@ impl Store {
 
     /// (fault, customer) pairs whose relation is current (`out` or `planned`).
     pub async fn load_current_members(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let sql = "SELECT fault_id, customer_id FROM customer_outages WHERE state IN ('out', 'planned')";
+        let sql =
+            "SELECT fault_id, customer_id FROM customer_outages WHERE state IN ('out', 'planned')";
         let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, String)>(sql).fetch_all(pool).await?);
         Ok(rows)
     }
@@ -201,7 +224,11 @@ impl Store {
     }
 
     /// Customers of a fault in one relation state, sorted (inspection and tests).
-    pub async fn fault_members(&self, fault_id: &str, state: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn fault_members(
+        &self,
+        fault_id: &str,
+        state: &str,
+    ) -> Result<Vec<String>, StoreError> {
         let sql = "SELECT customer_id FROM customer_outages WHERE fault_id = $1 AND state = $2 ORDER BY customer_id";
         let rows = on_pool!(self, pool, _Db => sqlx::query_scalar::<_, String>(sql).bind(fault_id).bind(state).fetch_all(pool).await?);
         Ok(rows)
@@ -216,7 +243,10 @@ impl Store {
     }
 
     /// One fault's state and seq (inspection and tests).
-    pub async fn fault_state(&self, fault_id: &str) -> Result<Option<(String, Option<i64>, bool)>, StoreError> {
+    pub async fn fault_state(
+        &self,
+        fault_id: &str,
+    ) -> Result<Option<(String, Option<i64>, bool)>, StoreError> {
         let sql = "SELECT state, seq, momentary FROM faults WHERE fault_id = $1";
         let row = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, Option<i64>, bool)>(sql).bind(fault_id).fetch_optional(pool).await?);
         Ok(row)

@@ -22,7 +22,8 @@ pub fn mqtt_url() -> String {
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("FAULTLINE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("FAULTLINE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A unique, identifier-safe name for this test's topics, client id and database.
@@ -36,9 +37,14 @@ pub async fn fresh_database(backend: Backend, name: &str) -> (String, tempfile::
     let url = match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("faultline.db").display()),
         Backend::Postgres => {
-            let admin = sqlx::PgPool::connect(&pg_admin_url()).await.expect("PostgreSQL reachable (scripts/test.sh starts it)");
+            let admin = sqlx::PgPool::connect(&pg_admin_url())
+                .await
+                .expect("PostgreSQL reachable (scripts/test.sh starts it)");
             // A name we generated ourselves; identifiers cannot be bound as parameters.
-            sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&admin).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&admin)
+                .await
+                .unwrap();
             admin.close().await;
             let mut url = url::Url::parse(&pg_admin_url()).unwrap();
             url.set_path(name);
@@ -95,11 +101,21 @@ pub fn sample_customers() -> Vec<SampleCustomer> {
 /// Ids of sample customers in the half-open box [x0, x1) × [y0, y1), the documented rule for
 /// points on an axis-aligned rectangle's edges.
 pub fn in_box(customers: &[SampleCustomer], x0: f64, y0: f64, x1: f64, y1: f64) -> Vec<String> {
-    sorted(customers.iter().filter(|c| c.lon >= x0 && c.lon < x1 && c.lat >= y0 && c.lat < y1).map(|c| c.id.clone()))
+    sorted(
+        customers
+            .iter()
+            .filter(|c| c.lon >= x0 && c.lon < x1 && c.lat >= y0 && c.lat < y1)
+            .map(|c| c.id.clone()),
+    )
 }
 
 pub fn on_device(customers: &[SampleCustomer], device: &str) -> Vec<String> {
-    sorted(customers.iter().filter(|c| c.feeder == device || c.service_point == device).map(|c| c.id.clone()))
+    sorted(
+        customers
+            .iter()
+            .filter(|c| c.feeder == device || c.service_point == device)
+            .map(|c| c.id.clone()),
+    )
 }
 
 /// Great-circle distance on a sphere of the mean Earth radius.
@@ -138,18 +154,34 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     let (url, dir) = fresh_database(backend, &prefix).await;
     let settings = test_settings(&prefix, &url);
     import_samples(&url).await;
-    let app = App::build(settings.clone(), Clock::System).await.expect("app builds");
+    let app = App::build(settings.clone(), Clock::System)
+        .await
+        .expect("app builds");
     let store = app.store().clone();
     let mut running = app.start().expect("app starts");
-    assert!(running.wait_subscribed(Duration::from_secs(10)).await, "subscribed to the broker");
-    TestApp { running: Some(running), store, settings, prefix, backend, _dir: dir }
+    assert!(
+        running.wait_subscribed(Duration::from_secs(10)).await,
+        "subscribed to the broker"
+    );
+    TestApp {
+        running: Some(running),
+        store,
+        settings,
+        prefix,
+        backend,
+        _dir: dir,
+    }
 }
 
 pub async fn import_samples(database_url: &str) {
     let store = Store::connect(database_url, 2).await.unwrap();
     store.migrate().await.unwrap();
-    let customers = faultline::directory::parse_customers(include_str!("../../samples/customers.csv")).unwrap();
-    store.upsert_customers(&customers.rows, chrono::Utc::now()).await.unwrap();
+    let customers =
+        faultline::directory::parse_customers(include_str!("../../samples/customers.csv")).unwrap();
+    store
+        .upsert_customers(&customers.rows, chrono::Utc::now())
+        .await
+        .unwrap();
     store.close().await;
 }
 
@@ -160,8 +192,13 @@ impl TestApp {
 
     /// Publishes payloads in order (QoS 1, each acknowledged by the broker).
     pub async fn publish(&self, payloads: &[&[u8]]) {
-        let messages = payloads.iter().map(|p| (self.events_topic("x"), p.to_vec())).collect();
-        faultline::ingest::publish::publish_all(&self.settings.mqtt, messages).await.unwrap();
+        let messages = payloads
+            .iter()
+            .map(|p| (self.events_topic("x"), p.to_vec()))
+            .collect();
+        faultline::ingest::publish::publish_all(&self.settings.mqtt, messages)
+            .await
+            .unwrap();
     }
 
     /// Waits until at least `n` events are in the event log.
@@ -170,7 +207,13 @@ impl TestApp {
     }
 
     pub async fn count(&self, status: &str) -> i64 {
-        self.store.event_counts().await.unwrap().into_iter().find(|(s, _)| s == status).map_or(0, |(_, n)| n)
+        self.store
+            .event_counts()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |(_, n)| n)
     }
 
     pub async fn shutdown(mut self) {
@@ -187,7 +230,13 @@ impl TestApp {
 
 pub async fn wait_events(store: &Store, n: i64) {
     for _ in 0..300 {
-        let seen: i64 = store.event_counts().await.unwrap().iter().map(|(_, c)| c).sum();
+        let seen: i64 = store
+            .event_counts()
+            .await
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c)
+            .sum();
         if seen >= n {
             return;
         }
@@ -214,7 +263,11 @@ where
 /// Subscribes to `topic` on the test broker; returns once the subscription is acknowledged.
 pub async fn subscribe(topic: &str) -> mpsc::UnboundedReceiver<(String, Vec<u8>, bool)> {
     let url = url::Url::parse(&mqtt_url()).unwrap();
-    let mut opts = MqttOptions::new(unique_prefix(), url.host_str().unwrap(), url.port().unwrap_or(1883));
+    let mut opts = MqttOptions::new(
+        unique_prefix(),
+        url.host_str().unwrap(),
+        url.port().unwrap_or(1883),
+    );
     opts.set_max_packet_size(4 << 20, 4 << 20);
     let (client, mut eventloop) = AsyncClient::new(opts, 10);
     client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
@@ -231,7 +284,8 @@ pub async fn subscribe(topic: &str) -> mpsc::UnboundedReceiver<(String, Vec<u8>,
                     }
                 }
                 Event::Incoming(Packet::Publish(p)) => {
-                    if tx.send((p.topic.clone(), p.payload.to_vec(), p.retain)).is_err() {
+                    let sent = tx.send((p.topic.clone(), p.payload.to_vec(), p.retain));
+                    if sent.is_err() {
                         return;
                     }
                 }
@@ -239,7 +293,10 @@ pub async fn subscribe(topic: &str) -> mpsc::UnboundedReceiver<(String, Vec<u8>,
             }
         }
     });
-    tokio::time::timeout(Duration::from_secs(10), ready_rx).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .unwrap()
+        .unwrap();
     rx
 }
 
