@@ -69,6 +69,7 @@ pub enum ImportWhat {
 /// Runs a parsed command line. Exit code 3 means an import rejected some rows.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Bench { what } = cli.command {
+        crate::telemetry::init("warn", "text");
         return crate::bench::run(what).await.map(|_| ExitCode::SUCCESS);
     }
     let mut settings = Settings::load(cli.config.as_deref())?;

@@ -2,7 +2,6 @@
 //! commits the batch in one transaction, and only then acknowledges, dead-letters and announces.
 //! Written as one step ([`Engine::process_batch`]) and a loop around it ([`Engine::run`]).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::event::{parse_event, Limits, Rejection};
+use super::event::{parse_event, FaultEvent, Limits, Rejection};
 use super::mqtt::{Backoff, Inbound};
 use crate::clock::Clock;
 use crate::domain::FaultId;
@@ -165,52 +164,62 @@ impl Engine {
     /// One step: parse, dedupe, apply, commit, then acknowledge and announce.
     pub async fn process_batch(&mut self, batch: &[Inbound]) -> Result<BatchOutcome, StoreError> {
         let now = self.clock.now();
+        let parsed: Vec<Result<FaultEvent, Rejection>> = batch
+            .iter()
+            .map(|m| parse_event(&m.payload, self.config.limits))
+            .collect();
+        let ids: Vec<String> = parsed
+            .iter()
+            .flatten()
+            .map(|e| e.event_id.as_str().to_owned())
+            .collect();
+        let mut seen = self.store.accepted_event_ids(&ids).await?;
         let mut pending = Pending::default();
-        let mut seen_in_batch = HashSet::new();
-        for msg in batch {
-            match parse_event(&msg.payload, self.config.limits) {
+        for (msg, parsed) in batch.iter().zip(parsed) {
+            match parsed {
                 Err(rejection) => pending.reject(msg, rejection, now),
                 Ok(event) => {
-                    let duplicate = !seen_in_batch.insert(event.event_id.clone())
-                        || self.store.event_accepted(event.event_id.as_str()).await?;
-                    let applied = if duplicate {
-                        None
+                    // `insert` is false for an id accepted before, or earlier in this batch.
+                    let (status, reason) = if seen.insert(event.event_id.as_str().to_owned()) {
+                        self.apply(&event, &mut pending)
                     } else {
-                        Some(self.book.write().apply(&event))
-                    };
-                    let (status, reason) = match applied {
-                        None => (
+                        (
                             EventStatus::Duplicate,
                             Some("event_id already received".to_owned()),
-                        ),
-                        Some(Applied::Stale { last_seq }) => (
-                            EventStatus::Stale,
-                            Some(format!("seq not above {last_seq}")),
-                        ),
-                        Some(Applied::Ignored(why)) => (EventStatus::Ignored, Some(why.to_owned())),
-                        Some(Applied::Changed(change)) => {
-                            pending.add_change(change, &self.book.read());
-                            (EventStatus::Applied, None)
-                        }
+                        )
                     };
-                    pending.count(status);
-                    pending.records.push(EventRecord {
-                        event_id: Some(event.event_id.as_str().to_owned()),
-                        fault_id: Some(event.fault_id.as_str().to_owned()),
-                        kind: Some(event.kind.as_str().to_owned()),
-                        seq: event.seq.map(|s| s as i64),
-                        topic: msg.topic.clone(),
-                        payload: msg.payload.clone(),
-                        received_at: now,
-                        status,
-                        reason,
-                    });
+                    pending.record(msg, &event, status, reason, now);
                 }
             }
         }
         let outcome = pending.outcome;
+        let started = std::time::Instant::now();
         self.commit(pending, batch).await?;
+        tracing::debug!(
+            events = batch.len(),
+            commit_ms = started.elapsed().as_millis() as u64,
+            "batch committed"
+        );
         Ok(outcome)
+    }
+
+    fn apply(
+        &mut self,
+        event: &FaultEvent,
+        pending: &mut Pending,
+    ) -> (EventStatus, Option<String>) {
+        let applied = self.book.write().apply(event);
+        match applied {
+            Applied::Stale { last_seq } => (
+                EventStatus::Stale,
+                Some(format!("seq not above {last_seq}")),
+            ),
+            Applied::Ignored(why) => (EventStatus::Ignored, Some(why.to_owned())),
+            Applied::Changed(change) => {
+                pending.add_change(change, &self.book.read());
+                (EventStatus::Applied, None)
+            }
+        }
     }
 
     async fn commit(&mut self, pending: Pending, acks: &[Inbound]) -> Result<(), StoreError> {
@@ -345,6 +354,28 @@ impl Pending {
             .push((msg.payload.clone(), msg.topic.clone(), rejection));
     }
 
+    fn record(
+        &mut self,
+        msg: &Inbound,
+        event: &FaultEvent,
+        status: EventStatus,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        self.count(status);
+        self.records.push(EventRecord {
+            event_id: Some(event.event_id.as_str().to_owned()),
+            fault_id: Some(event.fault_id.as_str().to_owned()),
+            kind: Some(event.kind.as_str().to_owned()),
+            seq: event.seq.map(|s| s as i64),
+            topic: msg.topic.clone(),
+            payload: msg.payload.clone(),
+            received_at: now,
+            status,
+            reason,
+        });
+    }
+
     fn count(&mut self, status: EventStatus) {
         let o = &mut self.outcome;
         match status {
@@ -379,12 +410,20 @@ impl Pending {
                 at,
             });
         }
-        if !change.left.is_empty() {
+        let state = change.left_state.as_str();
+        if !change.state.is_open() {
+            // Every member left: one statement, however large the fault.
+            self.ops.push(MemberOp::Close {
+                fault_id,
+                state,
+                at,
+            });
+        } else if !change.left.is_empty() {
             let customers = ids(&change.left);
             self.ops.push(MemberOp::Leave {
                 fault_id,
                 customers,
-                state: change.left_state.as_str(),
+                state,
                 at,
             });
         }

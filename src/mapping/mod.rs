@@ -42,26 +42,33 @@ impl CustomerIndex {
     /// Builds the index in one pass; bulk loading packs the R-tree far better than inserts.
     pub fn build(customers: Vec<MappedCustomer>) -> Self {
         let mut index = Self::default();
-        let mut entries = Vec::with_capacity(customers.len());
+        index.customers.reserve(customers.len());
+        index.by_id.reserve(customers.len());
+        let mut repeated = false;
         for customer in customers {
             if let Some(&idx) = index.by_id.get(&customer.id) {
                 // A repeated id: the later row wins, as with an upsert.
                 index.customers[idx as usize] = customer;
+                repeated = true;
                 continue;
             }
-            let idx = index.customers.len() as CustomerIdx;
-            entries.push(Entry::new([customer.at.lon, customer.at.lat], idx));
-            index.by_id.insert(customer.id.clone(), idx);
+            index
+                .by_id
+                .insert(customer.id.clone(), index.customers.len() as CustomerIdx);
             index.customers.push(customer);
         }
-        // Positions of repeated ids may have moved: index from the final records.
-        for entry in &mut entries {
-            let c = &index.customers[entry.data as usize];
-            *entry = Entry::new([c.at.lon, c.at.lat], entry.data);
-        }
+        let entries = index
+            .customers
+            .iter()
+            .enumerate()
+            .map(|(idx, c)| Entry::new([c.at.lon, c.at.lat], idx as CustomerIdx))
+            .collect();
         index.tree = RTree::bulk_load(entries);
         for idx in 0..index.customers.len() {
             index.link_devices(idx as CustomerIdx);
+        }
+        if repeated {
+            tracing::debug!("repeated customer ids in the index input; the last of each won");
         }
         index
     }

@@ -67,6 +67,27 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Which of these `event_id`s have been accepted before (one query for a whole batch).
+    pub async fn accepted_event_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in ids.chunks(super::CHUNK_ROWS) {
+            let rows: Vec<String> = on_pool!(self, pool, Db => {
+                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT event_id FROM events WHERE status IN ('applied', 'stale', 'ignored') AND event_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.clone());
+                }
+                q.push(")");
+                q.build_query_scalar().fetch_all(pool).await?
+            });
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
     /// Newest first; `status` filters (e.g. `rejected` for the dead letters).
     pub async fn list_events(
         &self,

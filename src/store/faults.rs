@@ -29,6 +29,41 @@ pub enum MemberOp {
     },
     /// A planned outage started: its planned members are out from `at`.
     Activate { fault_id: String, at: i64 },
+    /// The fault closed: every current member leaves, ending in `state`, at `at`. The same as a
+    /// `Leave` of all members, in one statement whatever the fault's size.
+    Close {
+        fault_id: String,
+        state: &'static str,
+        at: i64,
+    },
+}
+
+impl MemberOp {
+    fn fault_id(&self) -> &str {
+        match self {
+            Self::Join { fault_id, .. }
+            | Self::Leave { fault_id, .. }
+            | Self::Activate { fault_id, .. }
+            | Self::Close { fault_id, .. } => fault_id,
+        }
+    }
+}
+
+/// Splits ops into rounds that can each be written together. Ops on different faults touch
+/// different rows, so they commute; ops on one fault keep their order. Round k holds the k-th op
+/// of every fault, so a batch of many faults needs as many rounds as its busiest fault has ops.
+fn rounds(ops: &[MemberOp]) -> Vec<Vec<&MemberOp>> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut rounds: Vec<Vec<&MemberOp>> = Vec::new();
+    for op in ops {
+        let k = seen.entry(op.fault_id()).or_insert(0);
+        if rounds.len() <= *k {
+            rounds.push(Vec::new());
+        }
+        rounds[*k].push(op);
+        *k += 1;
+    }
+    rounds
 }
 
 /// A fault as stored.
@@ -137,9 +172,9 @@ impl Store {
                 });
                 q.build().execute(&mut *tx).await?;
             }
-            for f in faults {
+            for chunk in faults.chunks(CHUNK_ROWS / 10) {
                 let mut q = QueryBuilder::<Db>::new(format!("INSERT INTO faults ({FAULT_COLUMNS}) "));
-                q.push_values([f], |mut b, f| {
+                q.push_values(chunk, |mut b, f| {
                     b.push_bind(f.fault_id.clone()).push_bind(f.state.clone()).push_bind(f.cause.clone())
                         .push_bind(f.severity.clone()).push_bind(f.area.clone()).push_bind(f.radius_m)
                         .push_bind(f.devices.clone()).push_bind(f.etr).push_bind(f.starts_at).push_bind(f.ends_at)
@@ -156,35 +191,49 @@ impl Store {
                 );
                 q.build().execute(&mut *tx).await?;
             }
-            for op in ops {
-                match op {
-                    MemberOp::Join { fault_id, customers, state, at } => {
-                        for chunk in customers.chunks(CHUNK_ROWS) {
-                            let mut q = QueryBuilder::<Db>::new("INSERT INTO customer_outages (fault_id, customer_id, state, since) ");
-                            q.push_values(chunk, |mut b, c| {
-                                b.push_bind(fault_id.clone()).push_bind(c.clone()).push_bind(*state).push_bind(*at);
-                            });
-                            q.push(" ON CONFLICT (fault_id, customer_id) DO UPDATE SET state = excluded.state, \
-                                    since = excluded.since, restored_at = NULL");
-                            q.build().execute(&mut *tx).await?;
-                        }
-                    }
-                    MemberOp::Leave { fault_id, customers, state, at } => {
-                        for chunk in customers.chunks(CHUNK_ROWS) {
-                            let mut q = QueryBuilder::<Db>::new("UPDATE customer_outages SET state = ");
-                            q.push_bind(*state).push(", restored_at = ").push_bind(*at)
-                                .push(" WHERE fault_id = ").push_bind(fault_id.clone()).push(" AND customer_id IN (");
-                            let mut list = q.separated(", ");
-                            for c in chunk {
-                                list.push_bind(c.clone());
+            for round in rounds(ops) {
+                let joins: Vec<(&str, &str, &str, i64)> = round
+                    .iter()
+                    .filter_map(|op| match op {
+                        MemberOp::Join { fault_id, customers, state, at } => Some((fault_id, customers, state, at)),
+                        _ => None,
+                    })
+                    .flat_map(|(f, cs, s, at)| cs.iter().map(move |c| (f.as_str(), c.as_str(), *s, *at)))
+                    .collect();
+                for chunk in joins.chunks(CHUNK_ROWS) {
+                    let mut q = QueryBuilder::<Db>::new("INSERT INTO customer_outages (fault_id, customer_id, state, since) ");
+                    q.push_values(chunk, |mut b, (f, c, s, at)| {
+                        b.push_bind(f.to_string()).push_bind(c.to_string()).push_bind(*s).push_bind(*at);
+                    });
+                    q.push(" ON CONFLICT (fault_id, customer_id) DO UPDATE SET state = excluded.state, \
+                            since = excluded.since, restored_at = NULL");
+                    q.build().execute(&mut *tx).await?;
+                }
+                for op in round {
+                    match op {
+                        MemberOp::Join { .. } => {}
+                        MemberOp::Leave { fault_id, customers, state, at } => {
+                            for chunk in customers.chunks(CHUNK_ROWS) {
+                                let mut q = QueryBuilder::<Db>::new("UPDATE customer_outages SET state = ");
+                                q.push_bind(*state).push(", restored_at = ").push_bind(*at)
+                                    .push(" WHERE fault_id = ").push_bind(fault_id.clone()).push(" AND customer_id IN (");
+                                let mut list = q.separated(", ");
+                                for c in chunk {
+                                    list.push_bind(c.clone());
+                                }
+                                q.push(")");
+                                q.build().execute(&mut *tx).await?;
                             }
-                            q.push(")");
-                            q.build().execute(&mut *tx).await?;
                         }
-                    }
-                    MemberOp::Activate { fault_id, at } => {
-                        sqlx::query("UPDATE customer_outages SET state = 'out', since = $1 WHERE fault_id = $2 AND state = 'planned'")
-                            .bind(*at).bind(fault_id.clone()).execute(&mut *tx).await?;
+                        MemberOp::Close { fault_id, state, at } => {
+                            sqlx::query("UPDATE customer_outages SET state = $1, restored_at = $2 \
+                                         WHERE fault_id = $3 AND state IN ('out', 'planned')")
+                                .bind(*state).bind(*at).bind(fault_id.clone()).execute(&mut *tx).await?;
+                        }
+                        MemberOp::Activate { fault_id, at } => {
+                            sqlx::query("UPDATE customer_outages SET state = 'out', since = $1 WHERE fault_id = $2 AND state = 'planned'")
+                                .bind(*at).bind(fault_id.clone()).execute(&mut *tx).await?;
+                        }
                     }
                 }
             }
@@ -250,5 +299,41 @@ impl Store {
         let sql = "SELECT state, seq, momentary FROM faults WHERE fault_id = $1";
         let row = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, Option<i64>, bool)>(sql).bind(fault_id).fetch_optional(pool).await?);
         Ok(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(f: &str) -> MemberOp {
+        MemberOp::Join {
+            fault_id: f.into(),
+            customers: vec![],
+            state: "out",
+            at: 0,
+        }
+    }
+    fn close(f: &str) -> MemberOp {
+        MemberOp::Close {
+            fault_id: f.into(),
+            state: "restored",
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn rounds_keep_per_fault_order_and_merge_across_faults() {
+        let ops = [join("A"), close("A"), join("B"), close("B"), join("A")];
+        let r = rounds(&ops);
+        let ids = |i: usize| {
+            r[i].iter()
+                .map(|o| (o.fault_id().to_owned(), matches!(o, MemberOp::Join { .. })))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(r.len(), 3);
+        assert_eq!(ids(0), vec![("A".into(), true), ("B".into(), true)]);
+        assert_eq!(ids(1), vec![("A".into(), false), ("B".into(), false)]);
+        assert_eq!(ids(2), vec![("A".into(), true)]);
     }
 }
