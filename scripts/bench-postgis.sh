@@ -45,12 +45,13 @@ while IFS=$'\t' read -r name kind wkt radius; do
   fi
   {
     echo '\timing on'
-    echo "\\o $work/rows.txt"
+    echo '\o /dev/null'
     for _ in $(seq 1 "$runs"); do echo "$query;"; done
   } > "$work/q.sql"
-  chmod 644 "$work/q.sql"
+  echo "SELECT count(*) FROM ($query) q;" > "$work/count.sql"
+  chmod 644 "$work/q.sql" "$work/count.sql"
   median=$(as_postgres "psql -q -d $db -f $work/q.sql" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  affected=$(as_postgres "psql -tA -d $db -c \"SELECT count(*) FROM ($query) q\"")
+  affected=$(as_postgres "psql -tA -d $db -f $work/count.sql")
   printf '%-22s %9s %9.2f ms\n' "$name" "$affected" "$median"
 done < "$work/areas.wkt"
 as_postgres "psql -q -c 'DROP DATABASE $db'"

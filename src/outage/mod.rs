@@ -509,5 +509,3 @@ fn diff_sorted(old: &[CustomerIdx], new: &[CustomerIdx]) -> (Vec<CustomerIdx>, V
     (joined, left)
 }
 
-#[cfg(test)]
-mod tests;

@@ -1,7 +1,10 @@
-use super::*;
-use crate::domain::{Coord, CustomerId, EventId};
-use crate::ingest::event::{parse_event, Limits};
-use crate::mapping::MappedCustomer;
+//! The outage state machine on its own: overlapping faults, updates, seq, momentary, planned,
+//! remapping. A 10×10 grid of customers makes the expected sets easy to see.
+
+use faultline::domain::{Coord, CustomerId, FaultId};
+use faultline::ingest::event::{parse_event, FaultEvent, Limits};
+use faultline::mapping::{CustomerIndex, MappedCustomer};
+use faultline::outage::{Applied, FaultState, MemberState, OutageBook, OutageChange};
 
 const LIMITS: Limits = Limits {
     max_payload_bytes: 1 << 20,
@@ -228,5 +231,4 @@ fn remap_brings_new_customers_into_open_faults() {
             .critical_affected,
         2
     );
-    let _ = EventId::parse("unused").unwrap();
 }
