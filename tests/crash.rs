@@ -152,4 +152,44 @@ async fn sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(backend: Bac
     store.close().await;
 }
 
-both_backends!(sigkill_mid_stream_loses_nothing_and_applies_nothing_twice);
+async fn sigterm_drains_and_exits_cleanly(backend: Backend) {
+    let prefix = unique_prefix();
+    let (url, _dir) = fresh_database(backend, &prefix).await;
+    import_samples(&url).await;
+    let settings = test_settings(&prefix, &url);
+    let store = faultline::store::Store::connect(&url, 2).await.unwrap();
+    let topic = format!("{prefix}/faultline/v1/events/test/t");
+    let mut daemon = spawn_daemon(&settings);
+    let probe = br#"{"v":1,"event_id":"probe","fault_id":"PROBE","kind":"restored","occurred_at":"2026-11-23T13:00:00Z"}"#;
+    eventually("the daemon subscribes", || {
+        let (store, mqtt, topic) = (store.clone(), settings.mqtt.clone(), topic.clone());
+        async move {
+            let _ = faultline::ingest::publish::publish_all(&mqtt, vec![(topic, probe.to_vec())]).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            accepted(&store).await >= 1
+        }
+    })
+    .await;
+    let messages: Vec<(String, Vec<u8>)> = (0..400).map(|i| (topic.clone(), event(i, "LV3.211"))).collect();
+    faultline::ingest::publish::publish_all(&settings.mqtt, messages).await.unwrap();
+    let status = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || daemon.wait().unwrap()).await.unwrap();
+    assert!(exit.success(), "a clean exit on SIGTERM, got {exit:?}");
+    // What the daemon had not taken stays with the broker: a restart consumes the rest.
+    let mut daemon = spawn_daemon(&settings);
+    eventually("the rest is consumed after the restart", || {
+        let store = store.clone();
+        async move { accepted(&store).await >= 401 }
+    })
+    .await;
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(accepted(&store).await, 401);
+    store.close().await;
+}
+
+both_backends!(
+    sigkill_mid_stream_loses_nothing_and_applies_nothing_twice,
+    sigterm_drains_and_exits_cleanly
+);
