@@ -53,6 +53,28 @@ fn event(i: usize, device: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Starts the daemon for the first time and waits until its persistent session exists: an
+/// accepted probe event proves it is subscribed, so nothing published later is missed.
+async fn first_start(
+    settings: &faultline::config::Settings,
+    store: &faultline::store::Store,
+    topic: &str,
+) -> Child {
+    let daemon = spawn_daemon(settings);
+    let probe = br#"{"v":1,"event_id":"probe","fault_id":"PROBE","kind":"restored","occurred_at":"2026-11-23T13:00:00Z"}"#;
+    eventually("the daemon subscribes", || {
+        let (store, mqtt, topic) = (store.clone(), settings.mqtt.clone(), topic.to_owned());
+        async move {
+            let _ =
+                faultline::ingest::publish::publish_all(&mqtt, vec![(topic, probe.to_vec())]).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            accepted(&store).await >= 1
+        }
+    })
+    .await;
+    daemon
+}
+
 async fn accepted(store: &faultline::store::Store) -> i64 {
     let counts = store.event_counts().await.unwrap();
     counts
@@ -69,11 +91,10 @@ async fn sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(backend: Bac
     let settings = test_settings(&prefix, &url);
     let store = faultline::store::Store::connect(&url, 2).await.unwrap();
     let customers = sample_customers();
-    let devices: Vec<&str> = customers
-        .iter()
-        .step_by(17)
-        .map(|c| c.service_point.as_str())
-        .collect();
+    // Whole feeders (≈118 customers each) make every event heavy enough that the stream is
+    // still running when the kill comes.
+    let feeders = sorted(customers.iter().map(|c| c.feeder.clone()));
+    let devices: Vec<&str> = feeders.iter().map(String::as_str).collect();
     let topic = format!("{prefix}/faultline/v1/events/test/k");
     let publish = |range: std::ops::Range<usize>| {
         let mqtt = settings.mqtt.clone();
@@ -87,29 +108,16 @@ async fn sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(backend: Bac
         }
     };
 
-    // First start: wait until the persistent session exists (a probe event arrives).
-    let mut daemon = spawn_daemon(&settings);
-    let probe = br#"{"v":1,"event_id":"probe","fault_id":"PROBE","kind":"restored","occurred_at":"2026-11-23T13:00:00Z"}"#;
-    eventually("the daemon subscribes", || {
-        let (store, mqtt, topic) = (store.clone(), settings.mqtt.clone(), topic.clone());
-        async move {
-            let _ =
-                faultline::ingest::publish::publish_all(&mqtt, vec![(topic, probe.to_vec())]).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            accepted(&store).await >= 1
-        }
-    })
-    .await;
+    let mut daemon = first_start(&settings, &store, &topic).await;
 
     // Mosquitto queues at most 1000 messages per client by default: stay below.
     const RUNNING: usize = 600;
     const WHILE_DOWN: usize = 200;
     let stream = tokio::spawn(publish(0..RUNNING));
-    eventually("a quarter of the stream is committed", || {
-        let store = store.clone();
-        async move { accepted(&store).await >= (RUNNING / 4) as i64 }
-    })
-    .await;
+    // Poll tightly, so the kill lands early in the stream rather than whenever a slow poll wakes.
+    while accepted(&store).await < (RUNNING / 6) as i64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     daemon.kill().unwrap(); // SIGKILL
     daemon.wait().unwrap();
     let at_kill = accepted(&store).await;
@@ -159,22 +167,21 @@ async fn sigterm_drains_and_exits_cleanly(backend: Backend) {
     let settings = test_settings(&prefix, &url);
     let store = faultline::store::Store::connect(&url, 2).await.unwrap();
     let topic = format!("{prefix}/faultline/v1/events/test/t");
-    let mut daemon = spawn_daemon(&settings);
-    let probe = br#"{"v":1,"event_id":"probe","fault_id":"PROBE","kind":"restored","occurred_at":"2026-11-23T13:00:00Z"}"#;
-    eventually("the daemon subscribes", || {
-        let (store, mqtt, topic) = (store.clone(), settings.mqtt.clone(), topic.clone());
-        async move {
-            let _ = faultline::ingest::publish::publish_all(&mqtt, vec![(topic, probe.to_vec())]).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            accepted(&store).await >= 1
-        }
-    })
-    .await;
-    let messages: Vec<(String, Vec<u8>)> = (0..400).map(|i| (topic.clone(), event(i, "LV3.211"))).collect();
-    faultline::ingest::publish::publish_all(&settings.mqtt, messages).await.unwrap();
-    let status = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    let mut daemon = first_start(&settings, &store, &topic).await;
+    let messages: Vec<(String, Vec<u8>)> = (0..400)
+        .map(|i| (topic.clone(), event(i, "LV3.211")))
+        .collect();
+    faultline::ingest::publish::publish_all(&settings.mqtt, messages)
+        .await
+        .unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || daemon.wait().unwrap()).await.unwrap();
+    let exit = tokio::task::spawn_blocking(move || daemon.wait().unwrap())
+        .await
+        .unwrap();
     assert!(exit.success(), "a clean exit on SIGTERM, got {exit:?}");
     // What the daemon had not taken stays with the broker: a restart consumes the rest.
     let mut daemon = spawn_daemon(&settings);

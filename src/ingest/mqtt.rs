@@ -140,9 +140,10 @@ async fn drive(
                     payload: p.payload.to_vec(),
                     receipt: Some(p),
                 };
-                if inbound.send(msg).is_err() {
-                    break; // the engine is gone: we are shutting down
-                }
+                // After the engine has stopped, a message is simply not taken: unacknowledged,
+                // the broker keeps it for the next start. The loop itself keeps running so the
+                // engine's last acks and the final status documents still go out.
+                let _ = inbound.send(msg);
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
             Ok(_) => {}

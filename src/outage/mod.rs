@@ -508,4 +508,3 @@ fn diff_sorted(old: &[CustomerIdx], new: &[CustomerIdx]) -> (Vec<CustomerIdx>, V
     }
     (joined, left)
 }
-
