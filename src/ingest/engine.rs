@@ -58,6 +58,8 @@ pub struct Engine {
     clock: Clock,
     customers_seen_ms: i64,
     last_tick: DateTime<Utc>,
+    /// Set by a failed commit: the book is ahead of the database until rebuilt.
+    book_dirty: bool,
 }
 
 /// What a batch will write, built while applying it to the book.
@@ -91,6 +93,7 @@ impl Engine {
             clock,
             customers_seen_ms,
             last_tick,
+            book_dirty: false,
         }
     }
 
@@ -140,12 +143,19 @@ impl Engine {
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
                         _ = stop.cancelled() => return,
                     }
-                    if let Err(e) = self.reload_book().await {
-                        tracing::error!(error = %e, "cannot rebuild outage state from the database");
-                    }
                 }
             }
         }
+    }
+
+    /// After a failed commit the book holds effects the database does not: rebuild it before
+    /// anything else is applied, or a retry would apply a batch on top of itself.
+    async fn ensure_clean_book(&mut self) -> Result<(), StoreError> {
+        if self.book_dirty {
+            self.reload_book().await?;
+            self.book_dirty = false;
+        }
+        Ok(())
     }
 
     async fn reload_book(&mut self) -> Result<(), StoreError> {
@@ -163,6 +173,7 @@ impl Engine {
 
     /// One step: parse, dedupe, apply, commit, then acknowledge and announce.
     pub async fn process_batch(&mut self, batch: &[Inbound]) -> Result<BatchOutcome, StoreError> {
+        self.ensure_clean_book().await?;
         let now = self.clock.now();
         let parsed: Vec<Result<FaultEvent, Rejection>> = batch
             .iter()
@@ -233,9 +244,14 @@ impl Engine {
                 .map(FaultRow::from_fault)
                 .collect()
         };
-        self.store
+        if let Err(e) = self
+            .store
             .commit_batch(&pending.records, &faults, &pending.ops)
-            .await?;
+            .await
+        {
+            self.book_dirty = true;
+            return Err(e);
+        }
         // Committed: from here on a crash redelivers and the event_id check makes it a no-op.
         if let Some(client) = &self.client {
             for receipt in acks.iter().filter_map(|m| m.receipt.as_ref()) {
@@ -272,6 +288,7 @@ impl Engine {
 
     /// Starts due planned outages and republishes faults leaving the momentary window.
     pub async fn tick(&mut self) -> Result<(), StoreError> {
+        self.ensure_clean_book().await?;
         let now = self.clock.now();
         let (changes, leaving_pending) = {
             let mut book = self.book.write();
@@ -296,6 +313,7 @@ impl Engine {
 
     /// Picks up customers imported since the last look and remaps them into open faults.
     pub async fn reload_customers(&mut self) -> Result<(), StoreError> {
+        self.ensure_clean_book().await?;
         let (customers, newest) = self
             .store
             .mapped_customers_since(self.customers_seen_ms)
@@ -322,11 +340,7 @@ impl Engine {
                 pending.add_change(change, &book);
             }
         }
-        let result = self.commit(pending, &[]).await;
-        if result.is_err() {
-            self.reload_book().await?;
-        }
-        result
+        self.commit(pending, &[]).await
     }
 }
 
