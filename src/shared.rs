@@ -55,6 +55,20 @@ pub async fn load_book(
             fault.restored_count = n as u64;
         }
     }
-    let book = OutageBook::restore(index, momentary_delay, faults.into_values().collect());
+    let mut episodes = Vec::new();
+    for (customer_id, started_ms) in store.open_episodes().await? {
+        let idx = CustomerId::parse(&customer_id)
+            .ok()
+            .and_then(|id| index.idx_of(&id));
+        if let Some(idx) = idx {
+            episodes.push((idx, crate::store::from_millis(started_ms)?));
+        }
+    }
+    let book = OutageBook::restore(
+        index,
+        momentary_delay,
+        faults.into_values().collect(),
+        episodes,
+    );
     Ok((book, watermark))
 }

@@ -153,10 +153,20 @@ async fn sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(backend: Bac
             expected.extend(on_device(&customers, devices[fault % devices.len()]));
         }
     }
-    assert_eq!(
-        store.customers_out().await.unwrap(),
-        sorted(expected.into_iter())
+    let out = sorted(expected.into_iter());
+    assert_eq!(store.customers_out().await.unwrap(), out);
+    // The outbox went through the same crash: open episodes are exactly the customers out, and
+    // every restoration notice belongs to an outage notice of the same episode.
+    let open = sorted(
+        store
+            .open_episodes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(c, _)| c),
     );
+    assert_eq!(open, out);
+    assert_eq!(store.unpaired_restorations().await.unwrap(), 0);
     store.close().await;
 }
 

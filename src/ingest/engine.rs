@@ -18,7 +18,10 @@ use crate::clock::Clock;
 use crate::domain::FaultId;
 use crate::outage::{Applied, OutageBook, OutageChange};
 use crate::shared::SharedBook;
-use crate::store::{EventRecord, EventStatus, FaultRow, MemberOp, Store, StoreError};
+use crate::store::{
+    millis, BatchWrite, EpisodeEnd, EpisodeStart, EventRecord, EventStatus, FaultRow, MemberOp,
+    NoticeIntent, Store, StoreError, Suppression,
+};
 
 /// What the engine needs besides the store and the book.
 #[derive(Debug, Clone)]
@@ -65,8 +68,7 @@ pub struct Engine {
 /// What a batch will write, built while applying it to the book.
 #[derive(Default)]
 struct Pending {
-    records: Vec<EventRecord>,
-    ops: Vec<MemberOp>,
+    write: BatchWrite,
     touched: Vec<FaultId>,
     changes: Vec<OutageChange>,
     dead_letters: Vec<(Vec<u8>, String, Rejection)>,
@@ -244,11 +246,10 @@ impl Engine {
                 .map(FaultRow::from_fault)
                 .collect()
         };
-        if let Err(e) = self
-            .store
-            .commit_batch(&pending.records, &faults, &pending.ops)
-            .await
-        {
+        let mut write = pending.write;
+        write.faults = faults;
+        write.now = crate::store::millis(self.clock.now());
+        if let Err(e) = self.store.commit_batch(&write).await {
             self.book_dirty = true;
             return Err(e);
         }
@@ -353,7 +354,7 @@ fn log_failure(what: &str, result: Result<(), StoreError>) {
 impl Pending {
     fn reject(&mut self, msg: &Inbound, rejection: Rejection, now: DateTime<Utc>) {
         self.count(EventStatus::Rejected);
-        self.records.push(EventRecord {
+        self.write.events.push(EventRecord {
             event_id: rejection.event_id.clone(),
             fault_id: rejection.fault_id.clone(),
             kind: None,
@@ -377,7 +378,7 @@ impl Pending {
         now: DateTime<Utc>,
     ) {
         self.count(status);
-        self.records.push(EventRecord {
+        self.write.events.push(EventRecord {
             event_id: Some(event.event_id.as_str().to_owned()),
             fault_id: Some(event.fault_id.as_str().to_owned()),
             kind: Some(event.kind.as_str().to_owned()),
@@ -408,16 +409,16 @@ impl Pending {
                 .collect()
         };
         let fault_id = change.fault_id.as_str().to_owned();
-        let at = crate::store::millis(change.at);
+        let at = millis(change.at);
         if change.activated {
-            self.ops.push(MemberOp::Activate {
+            self.write.members.push(MemberOp::Activate {
                 fault_id: fault_id.clone(),
                 at,
             });
         }
         if !change.joined.is_empty() {
             let customers = ids(&change.joined);
-            self.ops.push(MemberOp::Join {
+            self.write.members.push(MemberOp::Join {
                 fault_id: fault_id.clone(),
                 customers,
                 state: change.joined_state.as_str(),
@@ -427,22 +428,83 @@ impl Pending {
         let state = change.left_state.as_str();
         if !change.state.is_open() {
             // Every member left: one statement, however large the fault.
-            self.ops.push(MemberOp::Close {
+            self.write.members.push(MemberOp::Close {
                 fault_id,
                 state,
                 at,
             });
         } else if !change.left.is_empty() {
             let customers = ids(&change.left);
-            self.ops.push(MemberOp::Leave {
+            self.write.members.push(MemberOp::Leave {
                 fault_id,
                 customers,
                 state,
                 at,
             });
         }
+        self.plan_notices(&change, book);
         self.touched.push(change.fault_id.clone());
         self.changes.push(change);
+    }
+}
+
+impl Pending {
+    /// Episodes and notice intents for a change: one outage notice per episode, due after the
+    /// momentary delay; one restoration notice when the episode ends, unless it was momentary,
+    /// in which case the queued outage notice is suppressed instead. Critical customers come
+    /// first (priority 0), then outage notices (1), then the rest (2).
+    fn plan_notices(&mut self, change: &OutageChange, book: &OutageBook) {
+        let customer = |c: u32| book.index().get(c);
+        let delay = book.momentary_delay();
+        let (at, fault_id) = (millis(change.at), change.fault_id.as_str());
+        for &(c, started) in &change.episodes_started {
+            let (id, start) = (customer(c).id.as_str().to_owned(), millis(started));
+            let starts = EpisodeStart {
+                customer_id: id.clone(),
+                started_at: start,
+                fault_id: fault_id.to_owned(),
+            };
+            self.write.episode_starts.push(starts);
+            self.write.notices.push(NoticeIntent {
+                customer_id: id,
+                episode_started_at: start,
+                kind: "outage",
+                fault_id: fault_id.to_owned(),
+                priority: if customer(c).critical { 0 } else { 1 },
+                due_at: millis(started + delay),
+            });
+        }
+        let (mut ended, mut momentary) = (Vec::new(), Vec::new());
+        for &(c, started) in &change.episodes_ended {
+            let (id, start) = (customer(c).id.as_str().to_owned(), millis(started));
+            ended.push(id.clone());
+            if change.at - started < delay {
+                momentary.push((id, start));
+                continue;
+            }
+            self.write.notices.push(NoticeIntent {
+                customer_id: id,
+                episode_started_at: start,
+                kind: "restored",
+                fault_id: fault_id.to_owned(),
+                priority: if customer(c).critical { 0 } else { 2 },
+                due_at: at,
+            });
+        }
+        if !ended.is_empty() {
+            self.write.episode_ends.push(EpisodeEnd {
+                customers: ended,
+                ended_at: at,
+            });
+        }
+        if !momentary.is_empty() {
+            let suppression = Suppression {
+                pairs: momentary,
+                kind: "outage",
+                reason: "momentary",
+            };
+            self.write.suppressions.push(suppression);
+        }
     }
 }
 

@@ -62,6 +62,10 @@ pub struct OutageChange {
     pub now_out: Vec<CustomerIdx>,
     /// Customers whose last open active fault ended: their power is back.
     pub now_back: Vec<CustomerIdx>,
+    /// Outage episodes this change began: (customer, start). Filled for every `now_out`.
+    pub episodes_started: Vec<(CustomerIdx, DateTime<Utc>)>,
+    /// Outage episodes this change ended: (customer, the episode's start). One per `now_back`.
+    pub episodes_ended: Vec<(CustomerIdx, DateTime<Utc>)>,
     pub etr_changed: bool,
     pub momentary: bool,
 }
@@ -85,6 +89,8 @@ impl OutageChange {
             activated: false,
             now_out: Vec::new(),
             now_back: Vec::new(),
+            episodes_started: Vec::new(),
+            episodes_ended: Vec::new(),
             etr_changed: false,
             momentary: false,
         }
@@ -110,6 +116,8 @@ pub struct OutageBook {
     faults: HashMap<FaultId, Fault>,
     /// Open active faults covering each customer; a customer is out while this is above 0.
     coverage: Vec<u16>,
+    /// When each customer now out went out: the key of their outage episode.
+    episodes: HashMap<CustomerIdx, DateTime<Utc>>,
     momentary_delay: Duration,
 }
 
@@ -120,17 +128,21 @@ impl OutageBook {
             index,
             faults: HashMap::new(),
             coverage,
+            episodes: HashMap::new(),
             momentary_delay: Duration::from_std(momentary_delay).unwrap_or(Duration::MAX),
         }
     }
 
     /// Rebuilds the book from stored faults (with their current members), as after a restart.
+    /// `episodes` are the open outage episodes (customer, start) as stored.
     pub fn restore(
         index: CustomerIndex,
         momentary_delay: std::time::Duration,
         faults: Vec<Fault>,
+        episodes: Vec<(CustomerIdx, DateTime<Utc>)>,
     ) -> Self {
         let mut book = Self::new(index, momentary_delay);
+        book.episodes = episodes.into_iter().collect();
         for mut fault in faults {
             fault.affected.sort_unstable();
             fault.affected.dedup();
@@ -231,6 +243,8 @@ impl OutageBook {
         if let Some(fault) = self.faults.get_mut(&e.fault_id) {
             fault.seq = e.seq.or(fault.seq);
         }
+        let mut change = change;
+        self.record_episodes(&mut change);
         Applied::Changed(change)
     }
 
@@ -248,6 +262,7 @@ impl OutageBook {
                 let at = fault.starts_at.unwrap_or(now);
                 let mut change = OutageChange::new(fault, ChangeCause::PlannedStart, at);
                 self.activate(&id, at, &mut change);
+                self.record_episodes(&mut change);
                 Some(change)
             })
             .collect()
@@ -292,6 +307,7 @@ impl OutageBook {
             if members != fault.affected {
                 let mut change = OutageChange::new(fault, ChangeCause::Remapped, now);
                 self.set_members(&id, members, &mut change);
+                self.record_episodes(&mut change);
                 changes.push(change);
             }
         }
@@ -422,6 +438,26 @@ impl OutageBook {
         fault.critical_affected = critical;
         change.joined.extend(joined);
         change.left.extend(left);
+    }
+
+    /// Opens an episode for every customer who went out and closes it for every customer whose
+    /// power came back, so that overlapping faults make one episode.
+    fn record_episodes(&mut self, change: &mut OutageChange) {
+        for &c in &change.now_out {
+            self.episodes.insert(c, change.at);
+            change.episodes_started.push((c, change.at));
+        }
+        for &c in &change.now_back {
+            // A customer back without a known start (state from before episodes were kept)
+            // closes an episode that began with this change's fault, as near as we know.
+            let started = self.episodes.remove(&c).unwrap_or(change.at);
+            change.episodes_ended.push((c, started));
+        }
+    }
+
+    /// The start of a customer's current outage episode, if they are out.
+    pub fn episode_of(&self, customer: CustomerIdx) -> Option<DateTime<Utc>> {
+        self.episodes.get(&customer).copied()
     }
 
     fn count_critical(&self, members: &[CustomerIdx]) -> usize {

@@ -66,6 +66,20 @@ fn rounds(ops: &[MemberOp]) -> Vec<Vec<&MemberOp>> {
     rounds
 }
 
+/// Everything one ingest batch writes, in one transaction.
+#[derive(Debug, Default)]
+pub struct BatchWrite {
+    pub events: Vec<EventRecord>,
+    pub faults: Vec<FaultRow>,
+    pub members: Vec<MemberOp>,
+    pub episode_starts: Vec<super::EpisodeStart>,
+    pub episode_ends: Vec<super::EpisodeEnd>,
+    pub notices: Vec<super::NoticeIntent>,
+    pub suppressions: Vec<super::Suppression>,
+    /// Milliseconds; `created_at`/`updated_at` of new rows.
+    pub now: i64,
+}
+
 /// A fault as stored.
 #[derive(Debug, Clone)]
 pub struct FaultRow {
@@ -153,12 +167,8 @@ const FAULT_COLUMNS: &str = "fault_id, state, cause, severity, area, radius_m, d
 impl Store {
     /// Writes one ingest batch atomically: the event log rows, the faults' new state and the
     /// relation changes. Nothing is acknowledged to the broker before this returns `Ok`.
-    pub async fn commit_batch(
-        &self,
-        events: &[EventRecord],
-        faults: &[FaultRow],
-        ops: &[MemberOp],
-    ) -> Result<(), StoreError> {
+    pub async fn commit_batch(&self, w: &BatchWrite) -> Result<(), StoreError> {
+        let (events, faults, ops) = (&w.events, &w.faults, &w.members);
         on_pool!(self, pool, Db => {
             let mut tx = pool.begin().await?;
             for chunk in events.chunks(CHUNK_ROWS / 2) {
@@ -237,6 +247,7 @@ impl Store {
                     }
                 }
             }
+            super::notices::write_notices!(tx, Db, w);
             tx.commit().await?;
             Ok(())
         })

@@ -5,6 +5,7 @@
 mod directory;
 mod events;
 mod faults;
+mod notices;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,7 +17,8 @@ use sqlx::sqlite::{
 };
 
 pub use events::{EventRecord, EventStatus, StoredEvent};
-pub use faults::{FaultRow, MemberOp};
+pub use faults::{BatchWrite, FaultRow, MemberOp};
+pub use notices::{EpisodeEnd, EpisodeStart, NoticeIntent, Suppression};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,11 +124,11 @@ impl Store {
     }
 }
 
-pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+pub fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+pub fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms)
         .ok_or_else(|| StoreError::Corrupt(format!("time {ms} out of range")))
 }

@@ -1,0 +1,133 @@
+//! Outage episodes and the notice outbox, written in the ingest batch's transaction so that a
+//! notice exists exactly when the outage change that calls for it exists.
+
+use super::{on_pool, Store, StoreError};
+
+/// A customer's outage episode began.
+#[derive(Debug, Clone)]
+pub struct EpisodeStart {
+    pub customer_id: String,
+    pub started_at: i64,
+    pub fault_id: String,
+}
+
+/// Customers' open episodes ended at `ended_at` (one open episode per customer at most).
+#[derive(Debug, Clone)]
+pub struct EpisodeEnd {
+    pub customers: Vec<String>,
+    pub ended_at: i64,
+}
+
+/// A notice to create, unless one exists for the same (customer, episode, kind).
+#[derive(Debug, Clone)]
+pub struct NoticeIntent {
+    pub customer_id: String,
+    pub episode_started_at: i64,
+    pub kind: &'static str,
+    pub fault_id: String,
+    /// 0 is sent first: critical customers, then outage notices, then the rest.
+    pub priority: i64,
+    pub due_at: i64,
+}
+
+/// Queued notices of `kind` for these (customer, episode) pairs are not to be sent.
+#[derive(Debug, Clone)]
+pub struct Suppression {
+    pub pairs: Vec<(String, i64)>,
+    pub kind: &'static str,
+    pub reason: &'static str,
+}
+
+impl Store {
+    /// Notices by kind and state, for one fault or all (inspection, status, tests).
+    pub async fn count_notices(
+        &self,
+        fault_id: Option<&str>,
+        kind: &str,
+        state: &str,
+    ) -> Result<i64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM notices WHERE ($1 IS NULL OR fault_id = $1) AND kind = $2 AND state = $3";
+        let fault_id = fault_id.map(str::to_owned);
+        let n = on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>(sql).bind(fault_id).bind(kind).bind(state).fetch_one(pool).await?);
+        Ok(n)
+    }
+
+    /// Customers with at least one notice of `kind`, and how many each has, sorted by customer.
+    pub async fn notices_per_customer(&self, kind: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = "SELECT customer_id, COUNT(*) FROM notices WHERE kind = $1 GROUP BY customer_id ORDER BY customer_id";
+        let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, i64)>(sql).bind(kind).fetch_all(pool).await?);
+        Ok(rows)
+    }
+
+    /// Restoration notices with no outage notice of the same episode: always 0 when episodes
+    /// are tracked right, across restarts too (tests).
+    pub async fn unpaired_restorations(&self) -> Result<i64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM notices r WHERE r.kind = 'restored' AND NOT EXISTS \
+                   (SELECT 1 FROM notices o WHERE o.kind = 'outage' AND o.customer_id = r.customer_id \
+                   AND o.episode_started_at = r.episode_started_at)";
+        let n =
+            on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await?);
+        Ok(n)
+    }
+
+    /// (customer, start) of every open outage episode.
+    pub async fn open_episodes(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let sql = "SELECT customer_id, started_at FROM outage_episodes WHERE ended_at IS NULL";
+        let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, i64)>(sql).fetch_all(pool).await?);
+        Ok(rows)
+    }
+}
+
+/// Writes episodes and notices inside the caller's transaction. A macro rather than a generic
+/// function: it expands inside `on_pool!`, where the backend's concrete types are known.
+macro_rules! write_notices {
+    ($tx:expr, $db:ty, $w:expr) => {{
+        for chunk in $w.episode_starts.chunks($crate::store::CHUNK_ROWS) {
+            let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO outage_episodes (customer_id, started_at, first_fault_id) ");
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.customer_id.clone()).push_bind(e.started_at).push_bind(e.fault_id.clone());
+            });
+            q.push(" ON CONFLICT (customer_id, started_at) DO NOTHING");
+            q.build().execute(&mut *$tx).await?;
+        }
+        for end in &$w.episode_ends {
+            for chunk in end.customers.chunks($crate::store::CHUNK_ROWS) {
+                let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE outage_episodes SET ended_at = ");
+                q.push_bind(end.ended_at).push(" WHERE ended_at IS NULL AND customer_id IN (");
+                let mut list = q.separated(", ");
+                for c in chunk {
+                    list.push_bind(c.clone());
+                }
+                q.push(")");
+                q.build().execute(&mut *$tx).await?;
+            }
+        }
+        for chunk in $w.notices.chunks($crate::store::CHUNK_ROWS / 2) {
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO notices (customer_id, episode_started_at, kind, fault_id, state, priority, due_at, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, n| {
+                b.push_bind(n.customer_id.clone()).push_bind(n.episode_started_at).push_bind(n.kind)
+                    .push_bind(n.fault_id.clone()).push_bind("queued").push_bind(n.priority).push_bind(n.due_at)
+                    .push_bind($w.now).push_bind($w.now);
+            });
+            q.push(" ON CONFLICT (customer_id, episode_started_at, kind) DO NOTHING");
+            q.build().execute(&mut *$tx).await?;
+        }
+        for s in &$w.suppressions {
+            for chunk in s.pairs.chunks($crate::store::CHUNK_ROWS) {
+                let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notices SET state = 'suppressed', reason = ");
+                q.push_bind(s.reason).push(", updated_at = ").push_bind($w.now)
+                    .push(" WHERE state = 'queued' AND kind = ").push_bind(s.kind)
+                    .push(" AND (customer_id, episode_started_at) IN (");
+                let mut list = q.separated(", ");
+                for (c, e) in chunk {
+                    list.push("(").push_bind_unseparated(c.clone()).push_unseparated(", ").push_bind_unseparated(*e).push_unseparated(")");
+                }
+                q.push(")");
+                q.build().execute(&mut *$tx).await?;
+            }
+        }
+    }};
+}
+pub(crate) use write_notices;
