@@ -474,10 +474,14 @@ impl Pending {
                 due_at: millis(started + delay),
             });
         }
-        let (mut ended, mut momentary) = (Vec::new(), Vec::new());
+        let mut momentary = Vec::new();
         for &(c, started) in &change.episodes_ended {
             let (id, start) = (customer(c).id.as_str().to_owned(), millis(started));
-            ended.push(id.clone());
+            let end = EpisodeEnd {
+                customer_id: id.clone(),
+                ended_at: at,
+            };
+            self.write.episode_ends.push(end);
             if change.at - started < delay {
                 momentary.push((id, start));
                 continue;
@@ -489,12 +493,6 @@ impl Pending {
                 fault_id: fault_id.to_owned(),
                 priority: if customer(c).critical { 0 } else { 2 },
                 due_at: at,
-            });
-        }
-        if !ended.is_empty() {
-            self.write.episode_ends.push(EpisodeEnd {
-                customers: ended,
-                ended_at: at,
             });
         }
         if !momentary.is_empty() {

@@ -122,6 +122,15 @@ impl Store {
             .collect()
     }
 
+    /// The newest event log row id: a cheap progress probe (it equals the row count on SQLite;
+    /// on PostgreSQL ids may skip values).
+    pub async fn newest_event_row(&self) -> Result<i64, StoreError> {
+        let sql = "SELECT COALESCE(MAX(id), 0) FROM events";
+        let n =
+            on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await?);
+        Ok(n)
+    }
+
     /// Event log rows per status.
     pub async fn event_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let sql = "SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status";

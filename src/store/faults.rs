@@ -219,9 +219,25 @@ impl Store {
                             since = excluded.since, restored_at = NULL");
                     q.build().execute(&mut *tx).await?;
                 }
+                // Every fault this round closes, in one statement (VALUES columns are `column1`…
+                // in both SQLite and PostgreSQL).
+                let closes: Vec<(&str, &str, i64)> = round
+                    .iter()
+                    .filter_map(|op| match op {
+                        MemberOp::Close { fault_id, state, at } => Some((fault_id.as_str(), *state, *at)),
+                        _ => None,
+                    })
+                    .collect();
+                for chunk in closes.chunks(CHUNK_ROWS) {
+                    let mut q = QueryBuilder::<Db>::new("UPDATE customer_outages SET state = v.column2, restored_at = v.column3 FROM (");
+                    q.push_values(chunk, |mut b, (f, s, at)| {
+                        b.push_bind(f.to_string()).push_bind(*s).push_bind(*at);
+                    });
+                    q.push(") AS v WHERE customer_outages.fault_id = v.column1 AND customer_outages.state IN ('out', 'planned')");
+                    q.build().execute(&mut *tx).await?;
+                }
                 for op in round {
                     match op {
-                        MemberOp::Join { .. } => {}
                         MemberOp::Leave { fault_id, customers, state, at } => {
                             for chunk in customers.chunks(CHUNK_ROWS) {
                                 let mut q = QueryBuilder::<Db>::new("UPDATE customer_outages SET state = ");
@@ -235,11 +251,7 @@ impl Store {
                                 q.build().execute(&mut *tx).await?;
                             }
                         }
-                        MemberOp::Close { fault_id, state, at } => {
-                            sqlx::query("UPDATE customer_outages SET state = $1, restored_at = $2 \
-                                         WHERE fault_id = $3 AND state IN ('out', 'planned')")
-                                .bind(*state).bind(*at).bind(fault_id.clone()).execute(&mut *tx).await?;
-                        }
+                        MemberOp::Join { .. } | MemberOp::Close { .. } => {}
                         MemberOp::Activate { fault_id, at } => {
                             sqlx::query("UPDATE customer_outages SET state = 'out', since = $1 WHERE fault_id = $2 AND state = 'planned'")
                                 .bind(*at).bind(fault_id.clone()).execute(&mut *tx).await?;

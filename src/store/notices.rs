@@ -11,10 +11,10 @@ pub struct EpisodeStart {
     pub fault_id: String,
 }
 
-/// Customers' open episodes ended at `ended_at` (one open episode per customer at most).
+/// A customer's open episode ended (a customer has at most one open episode).
 #[derive(Debug, Clone)]
 pub struct EpisodeEnd {
-    pub customers: Vec<String>,
+    pub customer_id: String,
     pub ended_at: i64,
 }
 
@@ -90,17 +90,15 @@ macro_rules! write_notices {
             q.push(" ON CONFLICT (customer_id, started_at) DO NOTHING");
             q.build().execute(&mut *$tx).await?;
         }
-        for end in &$w.episode_ends {
-            for chunk in end.customers.chunks($crate::store::CHUNK_ROWS) {
-                let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE outage_episodes SET ended_at = ");
-                q.push_bind(end.ended_at).push(" WHERE ended_at IS NULL AND customer_id IN (");
-                let mut list = q.separated(", ");
-                for c in chunk {
-                    list.push_bind(c.clone());
-                }
-                q.push(")");
-                q.build().execute(&mut *$tx).await?;
-            }
+        // One statement for all of a batch's ends; `column1`/`column2` name a VALUES list's
+        // columns in both SQLite and PostgreSQL.
+        for chunk in $w.episode_ends.chunks($crate::store::CHUNK_ROWS) {
+            let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE outage_episodes SET ended_at = v.column2 FROM (");
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(e.customer_id.clone()).push_bind(e.ended_at);
+            });
+            q.push(") AS v WHERE outage_episodes.customer_id = v.column1 AND outage_episodes.ended_at IS NULL");
+            q.build().execute(&mut *$tx).await?;
         }
         for chunk in $w.notices.chunks($crate::store::CHUNK_ROWS / 2) {
             let mut q = sqlx::QueryBuilder::<$db>::new(
