@@ -122,6 +122,7 @@ impl App {
         let engine_task = tokio::spawn(engine.run(inbound_rx, stop_engine.clone()));
         let publisher = StatusPublisher {
             book: self.book.clone(),
+            store: self.store.clone(),
             client: link.client.clone(),
             topic: s.mqtt.status_topic.clone(),
             min_interval: Duration::from_millis(s.status.min_interval_ms.max(1)),

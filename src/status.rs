@@ -16,7 +16,9 @@ use crate::ingest::mqtt::topic_level;
 use crate::outage::Fault;
 use crate::shared::SharedBook;
 
-/// Notice counts (filled by the notification capability).
+/// Notice counts of a fault, by state. A notice counts for the fault that caused it: an outage
+/// notice for the fault that began the customer's episode, a restoration notice for the fault
+/// whose end ended it.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct NoticeCounts {
     pub queued: u64,
@@ -82,6 +84,7 @@ impl StatusDoc {
 /// Publishes status documents for faults reported dirty, coalescing bursts.
 pub struct StatusPublisher {
     pub book: SharedBook,
+    pub store: crate::store::Store,
     pub client: AsyncClient,
     pub topic: String,
     pub min_interval: Duration,
@@ -115,6 +118,12 @@ impl StatusPublisher {
             return;
         }
         let now = self.clock.now();
+        let ids: Vec<String> = due.iter().map(|id| id.as_str().to_owned()).collect();
+        // Counts are a courtesy in the document; a failed read must not stop the status.
+        let counts = self.store.notice_states(&ids).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read notice counts for the status documents");
+            Vec::new()
+        });
         let docs: Vec<(String, Vec<u8>)> = {
             let book = self.book.read();
             due.drain()
@@ -122,7 +131,8 @@ impl StatusPublisher {
                     book.fault(&id)
                         .map(|f| StatusDoc::of(f, now, book.momentary_delay()))
                 })
-                .filter_map(|doc| {
+                .filter_map(|mut doc| {
+                    doc.notices = NoticeCounts::from_rows(&doc.fault_id, &counts);
                     let topic = format!("{}/{}", self.topic, topic_level(&doc.fault_id));
                     serde_json::to_vec(&doc).ok().map(|body| (topic, body))
                 })
@@ -137,5 +147,23 @@ impl StatusPublisher {
                 tracing::warn!(error = %e, "cannot publish fault status");
             }
         }
+    }
+}
+
+impl NoticeCounts {
+    /// From (fault, state, count) rows; states not listed here (e.g. `unreachable`) count as failed.
+    fn from_rows(fault_id: &str, rows: &[(String, String, i64)]) -> Self {
+        let mut counts = Self::default();
+        for (_, state, n) in rows.iter().filter(|(f, _, _)| f == fault_id) {
+            let n = *n as u64;
+            match state.as_str() {
+                "queued" | "waiting" | "sending" => counts.queued += n,
+                "sent" => counts.sent += n,
+                "delivered" => counts.delivered += n,
+                "suppressed" => counts.suppressed += n,
+                _ => counts.failed += n,
+            }
+        }
+        counts
     }
 }

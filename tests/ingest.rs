@@ -296,6 +296,11 @@ async fn status_documents_are_retained_per_fault(backend: Backend) {
         doc["state"], "active",
         "occurred long ago, so past the momentary window"
     );
+    let on_feeder = on_device(&customers, "LV3.201").len();
+    assert_eq!(
+        doc["notices"]["queued"], on_feeder,
+        "an outage notice queued per customer"
+    );
     assert_eq!(doc["notices"]["sent"], 0);
     app.publish(&[&restore("s2", "F-1003", 2)]).await;
     let restored = loop {
@@ -309,6 +314,11 @@ async fn status_documents_are_retained_per_fault(backend: Backend) {
         }
     };
     assert_eq!(restored["affected"], 0);
+    assert_eq!(
+        restored["notices"]["queued"],
+        2 * on_feeder,
+        "and a restoration notice each"
+    );
     assert_eq!(restored["restored"], on_device(&customers, "LV3.201").len());
     app.shutdown().await;
 }

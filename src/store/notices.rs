@@ -70,6 +70,27 @@ impl Store {
         Ok(n)
     }
 
+    /// Notice counts per (fault, state) for these faults, in one query.
+    pub async fn notice_states(
+        &self,
+        fault_ids: &[String],
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in fault_ids.chunks(super::CHUNK_ROWS) {
+            let rows: Vec<(String, String, i64)> = on_pool!(self, pool, Db => {
+                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT fault_id, state, COUNT(*) FROM notices WHERE fault_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.clone());
+                }
+                q.push(") GROUP BY fault_id, state");
+                q.build_query_as().fetch_all(pool).await?
+            });
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// (customer, start) of every open outage episode.
     pub async fn open_episodes(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let sql = "SELECT customer_id, started_at FROM outage_episodes WHERE ended_at IS NULL";
