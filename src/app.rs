@@ -9,11 +9,15 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::channels::log::LogChannel;
+use crate::channels::Transport;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::ingest::engine::{Engine, EngineConfig, EngineOutputs};
 use crate::ingest::event::Limits;
 use crate::ingest::mqtt::{self, Link, MqttError};
+use crate::notify::templates::Templates;
+use crate::notify::worker::DeliveryWorker;
 use crate::outage::OutageChange;
 use crate::shared::{load_book, SharedBook};
 use crate::status::StatusPublisher;
@@ -130,6 +134,10 @@ impl App {
         };
         let stop_status = CancellationToken::new();
         let status_task = tokio::spawn(publisher.run(dirty_rx, stop_status.clone()));
+        let stop_delivery = CancellationToken::new();
+        let delivery_task = self
+            .delivery_worker()
+            .map(|w| tokio::spawn(w.run(stop_delivery.clone())));
         Ok(Running {
             store: self.store,
             book: self.book,
@@ -140,8 +148,42 @@ impl App {
             engine_task,
             stop_status,
             status_task,
+            stop_delivery,
+            delivery_task,
         })
     }
+
+    /// The delivery worker, when a channel is configured. Without one, notices wait in the
+    /// outbox rather than being marked unreachable.
+    fn delivery_worker(&self) -> Option<DeliveryWorker> {
+        let worker = delivery_worker(&self.settings, &self.store, &self.book, &self.clock);
+        if worker.is_none() {
+            tracing::info!("no notification channel configured: notices wait in the outbox");
+        }
+        worker
+    }
+}
+
+/// A delivery worker for these settings, or `None` when no channel is configured.
+pub fn delivery_worker(
+    s: &Settings,
+    store: &Store,
+    book: &SharedBook,
+    clock: &Clock,
+) -> Option<DeliveryWorker> {
+    if s.channels.log.path.is_empty() {
+        return None;
+    }
+    Some(DeliveryWorker {
+        store: store.clone(),
+        book: book.clone(),
+        transport: Transport::Log(LogChannel::new(&s.channels.log.path)),
+        templates: Templates::bundled(),
+        critical_override: s.notify.critical_override_opt_out,
+        batch_size: s.notify.batch_size,
+        poll: Duration::from_millis(s.notify.poll_ms),
+        clock: clock.clone(),
+    })
 }
 
 /// A started daemon.
@@ -155,6 +197,8 @@ pub struct Running {
     engine_task: JoinHandle<()>,
     stop_status: CancellationToken,
     status_task: JoinHandle<()>,
+    stop_delivery: CancellationToken,
+    delivery_task: Option<JoinHandle<()>>,
 }
 
 impl Running {
@@ -179,6 +223,10 @@ impl Running {
         let _ = self.engine_task.await;
         self.stop_status.cancel();
         let _ = self.status_task.await;
+        self.stop_delivery.cancel();
+        if let Some(task) = self.delivery_task {
+            let _ = task.await;
+        }
         // Requests are carried in order, so the disconnect goes out after the last acks.
         let _ = self.link.client.disconnect().await;
         if tokio::time::timeout(Duration::from_secs(5), &mut { self.link.task })

@@ -59,6 +59,7 @@ pub struct Settings {
     pub status: StatusSettings,
     pub api: ApiSettings,
     pub notify: NotifySettings,
+    pub channels: ChannelsSettings,
     pub log: LogSettings,
 }
 
@@ -109,6 +110,19 @@ pub struct ApiSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct NotifySettings {
     pub momentary_delay_secs: u64,
+    pub critical_override_opt_out: bool,
+    pub poll_ms: u64,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ChannelsSettings {
+    pub log: LogChannelSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct LogChannelSettings {
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -222,6 +236,12 @@ impl Settings {
             .bind
             .parse::<SocketAddr>()
             .map_err(|e| invalid("api.bind", &format!("not an address:port: {e}")))?;
+        if self.notify.poll_ms == 0 || !(1..=10_000).contains(&self.notify.batch_size) {
+            return Err(invalid(
+                "notify.batch_size",
+                "must be 1 to 10000 (and notify.poll_ms above 0)",
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be `text` or `json`"));
         }

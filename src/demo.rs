@@ -139,7 +139,9 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     );
 
     let before: i64 = store.event_counts().await?.iter().map(|(_, n)| n).sum();
-    let shift = Utc::now() - "2026-11-23T14:00:00Z".parse::<DateTime<Utc>>()?;
+    // The storm's last event happens now: by then the momentary delay has passed for the
+    // earlier outages, as it would have in real time.
+    let shift = Utc::now() - "2026-11-23T17:10:00Z".parse::<DateTime<Utc>>()?;
     for (what, raw) in STORM {
         println!("  → publishing: {what}");
         let payload = shift_times(raw, shift);
@@ -156,6 +158,7 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     wait_for_events(&store, before + STORM.len() as i64).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     summary(&store, &running.book).await?;
+    deliver(&settings, &dir, &running).await?;
     if args.serve {
         println!("\nserving on {} until Ctrl-C …", settings.mqtt.url);
         running.run_until(shutdown_signal()).await;
@@ -182,6 +185,51 @@ async fn import_samples(app: &App) -> anyhow::Result<()> {
         customers.rows.len(),
         staff.rows.len()
     );
+    Ok(())
+}
+
+/// Sends the outbox through the log channel and shows what went out. Delivery waits until the
+/// storm is over because the demo plays hours of grid time in seconds: running it during the
+/// storm would send the outage notice of the momentary trip before its restoration arrives.
+async fn deliver(
+    settings: &Settings,
+    dir: &std::path::Path,
+    running: &crate::app::Running,
+) -> anyhow::Result<()> {
+    let log = dir.join("notices.jsonl");
+    let mut settings = settings.clone();
+    settings.channels.log.path = log.display().to_string();
+    let Some(worker) =
+        crate::app::delivery_worker(&settings, &running.store, &running.book, &Clock::System)
+    else {
+        return Ok(());
+    };
+    while worker.step().await? > 0 {}
+    println!("\nnotices sent (log channel, {}):", log.display());
+    for (channel, language, n) in running.store.sent_summary().await? {
+        println!("    {channel:<6} {language:<3} {n:>5}");
+    }
+    for kind in ["outage", "restored"] {
+        let suppressed = running
+            .store
+            .count_notices(None, kind, "suppressed")
+            .await?;
+        let unreachable = running
+            .store
+            .count_notices(None, kind, "unreachable")
+            .await?;
+        println!("    {kind}: {suppressed} suppressed (opted out or momentary), {unreachable} unreachable");
+    }
+    let text = tokio::fs::read_to_string(&log).await.unwrap_or_default();
+    println!("samples (contacts masked):");
+    for lang in ["de", "en", "ru", "zh"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("\"language\":\"{lang}\"")));
+        if let Some(line) = line {
+            println!("    {line}");
+        }
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod bench;
 pub mod broker;
+pub mod channels;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod directory;
 pub mod domain;
 pub mod ingest;
 pub mod mapping;
+pub mod notify;
 pub mod outage;
 pub mod shared;
 pub mod status;

@@ -2,6 +2,7 @@
 //! text is shared (`$N` placeholders work in both) and [`on_pool!`] runs the same code against
 //! whichever pool is configured, with the backend's own types.
 
+mod delivery;
 mod directory;
 mod events;
 mod faults;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use delivery::{ClaimedNotice, ContactRow, NoticeOutcome};
 pub use events::{EventRecord, EventStatus, StoredEvent};
 pub use faults::{BatchWrite, FaultRow, MemberOp};
 pub use notices::{EpisodeEnd, EpisodeStart, NoticeIntent, Suppression};

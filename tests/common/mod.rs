@@ -79,6 +79,12 @@ pub struct SampleCustomer {
     pub lat: f64,
     pub feeder: String,
     pub service_point: String,
+    pub phone: String,
+    pub email: String,
+    pub push_token: String,
+    pub language: String,
+    pub channels: Vec<String>,
+    pub critical: bool,
 }
 
 pub fn sample_customers() -> Vec<SampleCustomer> {
@@ -93,6 +99,16 @@ pub fn sample_customers() -> Vec<SampleCustomer> {
                 lat: f[3].parse().unwrap(),
                 feeder: f[12].into(),
                 service_point: f[13].into(),
+                phone: f[4].into(),
+                email: f[5].into(),
+                push_token: f[6].into(),
+                language: f[7].into(),
+                channels: f[8]
+                    .split('|')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                critical: !f[11].is_empty(),
             }
         })
         .collect()

@@ -1,0 +1,5 @@
+//! Notices: which channel, what words, and the worker that sends the outbox.
+
+pub mod plan;
+pub mod templates;
+pub mod worker;

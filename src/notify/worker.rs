@@ -1,0 +1,250 @@
+//! The delivery worker: claim due notices, choose a channel, render, send, record. Written as
+//! one step ([`DeliveryWorker::step`]) and a loop around it ([`DeliveryWorker::run`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{choose, Choice, Contact};
+use super::templates::{Context, Templates};
+use crate::channels::{Outbound, Transport};
+use crate::clock::Clock;
+use crate::domain::{Channel, Email, FaultId, Phone};
+use crate::shared::SharedBook;
+use crate::store::{
+    from_millis, millis, ClaimedNotice, ContactRow, NoticeOutcome, Store, StoreError,
+};
+
+/// How long a notice may stay `sending` before it counts as interrupted.
+const STALE_SENDING: Duration = Duration::from_secs(60);
+
+/// Sends the outbox.
+pub struct DeliveryWorker {
+    pub store: Store,
+    pub book: SharedBook,
+    pub transport: Transport,
+    pub templates: Templates,
+    pub critical_override: bool,
+    pub batch_size: usize,
+    pub poll: Duration,
+    pub clock: Clock,
+}
+
+impl DeliveryWorker {
+    /// Runs until `stop`; the batch in hand is finished first.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut since_recovery = Duration::MAX;
+        loop {
+            if since_recovery >= STALE_SENDING {
+                self.recover_interrupted().await;
+                since_recovery = Duration::ZERO;
+            }
+            let busy = match self.step().await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "delivery step failed; will retry");
+                    false
+                }
+            };
+            if busy {
+                continue; // more may be due: no pause while a fan-out is running
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(self.poll) => since_recovery = since_recovery.saturating_add(self.poll),
+            }
+            if stop.is_cancelled() {
+                break;
+            }
+        }
+        tracing::info!("delivery worker stopped");
+    }
+
+    async fn recover_interrupted(&self) {
+        let now = self.clock.now();
+        let stale = now - chrono::Duration::from_std(STALE_SENDING).unwrap_or_default();
+        match self
+            .store
+            .fail_interrupted_notices(millis(now), millis(stale))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                count = n,
+                "notices interrupted while sending were not resent"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot check for interrupted notices"),
+        }
+    }
+
+    /// One batch: returns how many notices it handled.
+    pub async fn step(&self) -> Result<usize, StoreError> {
+        let now = millis(self.clock.now());
+        let claimed = self
+            .store
+            .claim_due_notices(now, self.batch_size as i64)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = claimed.iter().map(|n| n.customer_id.clone()).collect();
+        let contacts: HashMap<String, Contact> = self
+            .store
+            .contacts(&ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.customer_id.clone(), contact(c)))
+            .collect();
+        let enabled = self.transport.carries();
+        let mut outcomes = Vec::with_capacity(claimed.len());
+        let mut outbound = Vec::new();
+        for notice in &claimed {
+            match self.prepare(notice, contacts.get(&notice.customer_id), &enabled) {
+                Prepared::Send(message) => outbound.push(message),
+                Prepared::Done(outcome) => outcomes.push(outcome),
+            }
+        }
+        let results = self.transport.send_all(&outbound).await;
+        for (message, result) in outbound.iter().zip(results) {
+            outcomes.push(sent_outcome(message, result));
+        }
+        self.store
+            .finish_notices(&outcomes, millis(self.clock.now()))
+            .await?;
+        Ok(claimed.len())
+    }
+
+    /// The message for a notice, or the outcome that ends it without sending.
+    fn prepare(
+        &self,
+        n: &ClaimedNotice,
+        contact: Option<&Contact>,
+        enabled: &[Channel],
+    ) -> Prepared {
+        match self.try_prepare(n, contact, enabled) {
+            Ok(message) => Prepared::Send(message),
+            Err(outcome) => Prepared::Done(*outcome),
+        }
+    }
+
+    fn try_prepare(
+        &self,
+        n: &ClaimedNotice,
+        contact: Option<&Contact>,
+        enabled: &[Channel],
+    ) -> Result<Outbound, Box<NoticeOutcome>> {
+        let ends = |state, reason: &str| {
+            Box::new(NoticeOutcome {
+                id: n.id,
+                state,
+                channel: None,
+                language: None,
+                body: None,
+                provider_id: None,
+                reason: Some(reason.to_owned()),
+            })
+        };
+        let contact = contact.ok_or_else(|| ends("failed", "customer no longer exists"))?;
+        let (channel, address) = match choose(contact, enabled, self.critical_override) {
+            Choice::Send { channel, address } => (channel, address),
+            Choice::OptedOut => return Err(ends("suppressed", "opted out")),
+            Choice::Unreachable => {
+                return Err(ends("unreachable", "no enabled channel has a contact"))
+            }
+        };
+        let (cause, etr, until) = self.fault_facts(n);
+        let ctx = Context {
+            name: &contact.name,
+            timezone: contact.timezone,
+            since: from_millis(n.episode_started_at).unwrap_or_else(|_| self.clock.now()),
+            until,
+            etr,
+            cause: &cause,
+        };
+        let rendered = self
+            .templates
+            .render(&contact.language, &n.kind, &ctx)
+            .ok_or_else(|| ends("failed", "no template for this kind"))?;
+        Ok(Outbound {
+            notice_id: n.id,
+            customer_id: n.customer_id.clone(),
+            fault_id: n.fault_id.clone(),
+            kind: n.kind.clone(),
+            channel,
+            address,
+            language: rendered.language,
+            title: rendered.title,
+            body: rendered.body,
+        })
+    }
+
+    /// Cause, ETR and (for restorations) end time of the fault behind a notice.
+    fn fault_facts(
+        &self,
+        n: &ClaimedNotice,
+    ) -> (
+        String,
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        let book = self.book.read();
+        let fault = FaultId::parse(&n.fault_id)
+            .ok()
+            .and_then(|id| book.fault(&id).cloned());
+        match fault {
+            Some(f) => (
+                f.cause.clone(),
+                f.etr,
+                f.restored_at.or(Some(self.clock.now())),
+            ),
+            None => ("unknown".into(), None, None),
+        }
+    }
+}
+
+/// What to do with a claimed notice.
+enum Prepared {
+    Send(Outbound),
+    Done(NoticeOutcome),
+}
+
+fn sent_outcome(
+    m: &Outbound,
+    result: Result<String, crate::channels::ChannelError>,
+) -> NoticeOutcome {
+    let (state, provider_id, reason) = match result {
+        Ok(id) => ("sent", Some(id), None),
+        // Retries and fallback to the next channel come with the real channels (issue 3).
+        Err(e) => ("failed", None, Some(e.to_string())),
+    };
+    NoticeOutcome {
+        id: m.notice_id,
+        state,
+        channel: Some(m.channel.as_str().to_owned()),
+        language: Some(m.language.clone()),
+        body: Some(m.body.clone()),
+        provider_id,
+        reason,
+    }
+}
+
+/// A stored contact, parsed. Values that no longer parse are treated as missing.
+fn contact(row: ContactRow) -> Contact {
+    Contact {
+        customer_id: row.customer_id,
+        name: row.name,
+        phone: row.phone.and_then(|p| Phone::parse(&p).ok()),
+        email: row.email.and_then(|e| Email::parse(&e).ok()),
+        push_token: row.push_token,
+        language: row.language,
+        channels: row
+            .channels
+            .split('|')
+            .filter_map(|c| c.parse().ok())
+            .collect(),
+        timezone: row.timezone.parse().unwrap_or(Tz::UTC),
+        critical: row.critical.is_some_and(|c| !c.is_empty()),
+    }
+}

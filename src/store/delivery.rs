@@ -1,0 +1,141 @@
+//! Delivery's side of the outbox: claiming due notices, reading contacts, recording outcomes.
+
+use sqlx::Row;
+
+use super::{on_pool, Store, StoreError};
+
+/// A notice claimed for sending (its row is `sending` now).
+#[derive(Debug, Clone)]
+pub struct ClaimedNotice {
+    pub id: i64,
+    pub customer_id: String,
+    pub kind: String,
+    pub fault_id: String,
+    pub episode_started_at: i64,
+}
+
+/// A customer's contact row, as stored.
+#[derive(Debug, Clone)]
+pub struct ContactRow {
+    pub customer_id: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub push_token: Option<String>,
+    pub language: String,
+    pub channels: String,
+    pub timezone: String,
+    pub critical: Option<String>,
+}
+
+/// What became of a claimed notice.
+#[derive(Debug, Clone)]
+pub struct NoticeOutcome {
+    pub id: i64,
+    pub state: &'static str,
+    pub channel: Option<String>,
+    pub language: Option<String>,
+    pub body: Option<String>,
+    pub provider_id: Option<String>,
+    pub reason: Option<String>,
+}
+
+const CLAIM_SQLITE: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
+    WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 ORDER BY priority, due_at, id LIMIT $2) \
+    RETURNING id, customer_id, kind, fault_id, episode_started_at";
+// SKIP LOCKED lets several daemons claim from one outbox without waiting on each other.
+const CLAIM_POSTGRES: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
+    WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 ORDER BY priority, due_at, id \
+    LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, customer_id, kind, fault_id, episode_started_at";
+
+impl Store {
+    /// Marks up to `limit` due notices `sending` (most urgent first) and returns them. The
+    /// state is committed before anything is sent: that is what makes delivery at most once.
+    pub async fn claim_due_notices(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedNotice>, StoreError> {
+        let sql = match self {
+            Store::Sqlite(_) => CLAIM_SQLITE,
+            Store::Postgres(_) => CLAIM_POSTGRES,
+        };
+        let mut claimed = on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(sql).bind(now).bind(limit).fetch_all(pool).await?;
+            rows.iter().map(|r| Ok(ClaimedNotice {
+                id: r.try_get(0)?, customer_id: r.try_get(1)?, kind: r.try_get(2)?,
+                fault_id: r.try_get(3)?, episode_started_at: r.try_get(4)?,
+            })).collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        claimed.sort_by_key(|n| n.id);
+        Ok(claimed)
+    }
+
+    /// Contacts of these customers.
+    pub async fn contacts(&self, customer_ids: &[String]) -> Result<Vec<ContactRow>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in customer_ids.chunks(super::CHUNK_ROWS) {
+            let rows = on_pool!(self, pool, Db => {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT customer_id, name, phone, email, push_token, language, channels, timezone, critical \
+                     FROM customers WHERE customer_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.clone());
+                }
+                q.push(")");
+                let rows = q.build().fetch_all(pool).await?;
+                rows.iter().map(|r| Ok(ContactRow {
+                    customer_id: r.try_get(0)?, name: r.try_get(1)?, phone: r.try_get(2)?, email: r.try_get(3)?,
+                    push_token: r.try_get(4)?, language: r.try_get(5)?, channels: r.try_get(6)?,
+                    timezone: r.try_get(7)?, critical: r.try_get(8)?,
+                })).collect::<Result<Vec<_>, sqlx::Error>>()?
+            });
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// Records what became of claimed notices, in one transaction.
+    pub async fn finish_notices(
+        &self,
+        outcomes: &[NoticeOutcome],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE notices SET state = $1, channel = $2, language = $3, body = $4, provider_id = $5, \
+                   reason = $6, sent_at = CASE WHEN $1 = 'sent' THEN $7 ELSE sent_at END, updated_at = $7 WHERE id = $8";
+        on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            for o in outcomes {
+                sqlx::query(sql).bind(o.state).bind(o.channel.clone()).bind(o.language.clone()).bind(o.body.clone())
+                    .bind(o.provider_id.clone()).bind(o.reason.clone()).bind(now).bind(o.id)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Notices left `sending` since before `stale_before` by a daemon that died mid-send may
+    /// have gone out: at most once means they are not sent again. Marks them failed with that
+    /// reason; returns how many. (A live daemon finishes a batch long before it goes stale.)
+    pub async fn fail_interrupted_notices(
+        &self,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<u64, StoreError> {
+        let sql = "UPDATE notices SET state = 'failed', reason = 'interrupted while sending; not resent (at most once)', \
+                   updated_at = $1 WHERE state = 'sending' AND updated_at < $2";
+        let n = on_pool!(self, pool, _Db => sqlx::query(sql).bind(now).bind(stale_before).execute(pool).await?.rows_affected());
+        Ok(n)
+    }
+
+    /// (channel, language, count) of sent notices, for summaries.
+    pub async fn sent_summary(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let sql = "SELECT channel, language, COUNT(*) FROM notices WHERE state = 'sent' \
+                   GROUP BY channel, language ORDER BY channel, language";
+        let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, String, i64)>(sql).fetch_all(pool).await?);
+        Ok(rows)
+    }
+}
