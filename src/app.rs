@@ -10,7 +10,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::log::LogChannel;
-use crate::channels::Transport;
+use crate::channels::sms::SmsChannel;
+use crate::channels::Transports;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::ingest::engine::{Engine, EngineConfig, EngineOutputs};
@@ -171,15 +172,27 @@ pub fn delivery_worker(
     book: &SharedBook,
     clock: &Clock,
 ) -> Option<DeliveryWorker> {
-    if s.channels.log.path.is_empty() {
+    let mut transports = Transports::default();
+    if !s.channels.sms.base_url.is_empty() {
+        match SmsChannel::new(&s.channels.sms) {
+            Ok(sms) => transports.sms = Some(sms),
+            Err(e) => tracing::error!(error = %e, "cannot set up the SMS channel"),
+        }
+    }
+    if !s.channels.log.path.is_empty() {
+        transports.log = Some(LogChannel::new(&s.channels.log.path));
+    }
+    if transports.is_empty() {
         return None;
     }
     Some(DeliveryWorker {
         store: store.clone(),
         book: book.clone(),
-        transport: Transport::Log(LogChannel::new(&s.channels.log.path)),
+        transports,
         templates: Templates::bundled(),
         critical_override: s.notify.critical_override_opt_out,
+        max_attempts: s.notify.max_attempts,
+        retry_base: Duration::from_millis(s.notify.retry_base_ms),
         batch_size: s.notify.batch_size,
         poll: Duration::from_millis(s.notify.poll_ms),
         clock: clock.clone(),

@@ -113,11 +113,24 @@ pub struct NotifySettings {
     pub critical_override_opt_out: bool,
     pub poll_ms: u64,
     pub batch_size: usize,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ChannelsSettings {
+    pub sms: SmsSettings,
     pub log: LogChannelSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SmsSettings {
+    pub base_url: String,
+    pub account_sid: String,
+    pub auth_token: Secret,
+    pub from: String,
+    pub status_callback: String,
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -236,6 +249,22 @@ impl Settings {
             .bind
             .parse::<SocketAddr>()
             .map_err(|e| invalid("api.bind", &format!("not an address:port: {e}")))?;
+        if !self.channels.sms.base_url.is_empty() {
+            url::Url::parse(&self.channels.sms.base_url)
+                .map_err(|e| invalid("channels.sms.base_url", &format!("not a URL: {e}")))?;
+            if self.channels.sms.account_sid.is_empty() || self.channels.sms.auth_token.is_empty() {
+                return Err(invalid(
+                    "channels.sms.account_sid",
+                    "and channels.sms.auth_token are required with base_url",
+                ));
+            }
+            if self.channels.sms.from.is_empty() {
+                return Err(invalid("channels.sms.from", "is required with base_url"));
+            }
+        }
+        if self.notify.max_attempts == 0 {
+            return Err(invalid("notify.max_attempts", "must be at least 1"));
+        }
         if self.notify.poll_ms == 0 || !(1..=10_000).contains(&self.notify.batch_size) {
             return Err(invalid(
                 "notify.batch_size",

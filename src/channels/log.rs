@@ -56,7 +56,7 @@ impl LogChannel {
             .iter()
             .map(|n| match &written {
                 Ok(()) => Ok(format!("log-{}", n.notice_id)),
-                Err(e) => Err(ChannelError::Transient(format!(
+                Err(e) => Err(ChannelError::transient(format!(
                     "cannot write the notice log: {e}"
                 ))),
             })

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{choose, Choice, Contact};
 use super::templates::{Context, Templates};
-use crate::channels::{Outbound, Transport};
+use crate::channels::{ChannelError, Outbound, Transports};
 use crate::clock::Clock;
 use crate::domain::{Channel, Email, FaultId, Phone};
 use crate::shared::SharedBook;
@@ -24,9 +24,12 @@ const STALE_SENDING: Duration = Duration::from_secs(60);
 pub struct DeliveryWorker {
     pub store: Store,
     pub book: SharedBook,
-    pub transport: Transport,
+    pub transports: Transports,
     pub templates: Templates,
     pub critical_override: bool,
+    /// Transient failures tolerated per channel before falling back to the next one.
+    pub max_attempts: u32,
+    pub retry_base: Duration,
     pub batch_size: usize,
     pub poll: Duration,
     pub clock: Clock,
@@ -97,7 +100,7 @@ impl DeliveryWorker {
             .into_iter()
             .map(|c| (c.customer_id.clone(), contact(c)))
             .collect();
-        let enabled = self.transport.carries();
+        let enabled = self.transports.carries();
         let mut outcomes = Vec::with_capacity(claimed.len());
         let mut outbound = Vec::new();
         for notice in &claimed {
@@ -106,9 +109,12 @@ impl DeliveryWorker {
                 Prepared::Done(outcome) => outcomes.push(outcome),
             }
         }
-        let results = self.transport.send_all(&outbound).await;
+        let results = self.transports.send_all(&outbound).await;
+        let by_id: HashMap<i64, &ClaimedNotice> = claimed.iter().map(|n| (n.id, n)).collect();
         for (message, result) in outbound.iter().zip(results) {
-            outcomes.push(sent_outcome(message, result));
+            if let Some(notice) = by_id.get(&message.notice_id) {
+                outcomes.push(self.outcome(notice, message, result));
+            }
         }
         self.store
             .finish_notices(&outcomes, millis(self.clock.now()))
@@ -144,12 +150,28 @@ impl DeliveryWorker {
                 body: None,
                 provider_id: None,
                 reason: Some(reason.to_owned()),
+                due_at: None,
+                failed_channels: None,
             })
         };
         let contact = contact.ok_or_else(|| ends("failed", "customer no longer exists"))?;
-        let (channel, address) = match choose(contact, enabled, self.critical_override) {
+        let failed: Vec<Channel> = n
+            .failed_channels
+            .split('|')
+            .filter_map(|c| c.parse().ok())
+            .collect();
+        let usable: Vec<Channel> = enabled
+            .iter()
+            .copied()
+            .filter(|c| !failed.contains(c))
+            .collect();
+        let (channel, address) = match choose(contact, &usable, self.critical_override) {
             Choice::Send { channel, address } => (channel, address),
             Choice::OptedOut => return Err(ends("suppressed", "opted out")),
+            Choice::Unreachable if !failed.is_empty() => {
+                let why = format!("every channel failed (tried: {})", n.failed_channels);
+                return Err(ends("failed", &why));
+            }
             Choice::Unreachable => {
                 return Err(ends("unreachable", "no enabled channel has a contact"))
             }
@@ -180,6 +202,71 @@ impl DeliveryWorker {
         })
     }
 
+    /// What a send's result makes of the notice: sent; back in the queue for a retry on the same
+    /// channel (transient, within the budget, after a growing wait that honours Retry-After);
+    /// or back in the queue at once for the next channel (permanent, or the budget is spent).
+    fn outcome(
+        &self,
+        n: &ClaimedNotice,
+        m: &Outbound,
+        result: Result<String, ChannelError>,
+    ) -> NoticeOutcome {
+        let mut outcome = NoticeOutcome {
+            id: m.notice_id,
+            state: "sent",
+            channel: Some(m.channel.as_str().to_owned()),
+            language: Some(m.language.clone()),
+            body: Some(m.body.clone()),
+            provider_id: None,
+            reason: None,
+            due_at: None,
+            failed_channels: None,
+        };
+        let now = self.clock.now();
+        let tried = n
+            .failed_channels
+            .split('|')
+            .filter(|c| !c.is_empty())
+            .count() as i64;
+        match result {
+            Ok(id) => outcome.provider_id = Some(id),
+            Err(ChannelError::Transient {
+                reason,
+                retry_after,
+            }) if n.attempts < i64::from(self.max_attempts) * (tried + 1) => {
+                let wait = self
+                    .backoff(n.attempts)
+                    .max(retry_after.unwrap_or_default());
+                outcome.state = "queued";
+                outcome.due_at = Some(millis(
+                    now + chrono::Duration::from_std(wait).unwrap_or_default(),
+                ));
+                outcome.reason = Some(reason);
+            }
+            Err(e) => {
+                let failed = if n.failed_channels.is_empty() {
+                    m.channel.as_str().to_owned()
+                } else {
+                    format!("{}|{}", n.failed_channels, m.channel.as_str())
+                };
+                outcome.state = "queued";
+                outcome.due_at = Some(millis(now));
+                outcome.failed_channels = Some(failed);
+                outcome.reason = Some(e.to_string());
+            }
+        }
+        outcome
+    }
+
+    /// retry_base · 2^(attempts − 1), ±25 % jitter, at most ten minutes.
+    fn backoff(&self, attempts: i64) -> Duration {
+        let exp = self
+            .retry_base
+            .saturating_mul(1 << attempts.clamp(1, 16).saturating_sub(1));
+        let capped = exp.min(Duration::from_secs(600));
+        capped.mul_f64(rand::Rng::random_range(&mut rand::rng(), 0.75..1.25))
+    }
+
     /// Cause, ETR and (for restorations) end time of the fault behind a notice.
     fn fault_facts(
         &self,
@@ -208,26 +295,6 @@ impl DeliveryWorker {
 enum Prepared {
     Send(Outbound),
     Done(NoticeOutcome),
-}
-
-fn sent_outcome(
-    m: &Outbound,
-    result: Result<String, crate::channels::ChannelError>,
-) -> NoticeOutcome {
-    let (state, provider_id, reason) = match result {
-        Ok(id) => ("sent", Some(id), None),
-        // Retries and fallback to the next channel come with the real channels (issue 3).
-        Err(e) => ("failed", None, Some(e.to_string())),
-    };
-    NoticeOutcome {
-        id: m.notice_id,
-        state,
-        channel: Some(m.channel.as_str().to_owned()),
-        language: Some(m.language.clone()),
-        body: Some(m.body.clone()),
-        provider_id,
-        reason,
-    }
 }
 
 /// A stored contact, parsed. Values that no longer parse are treated as missing.

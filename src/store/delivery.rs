@@ -12,6 +12,10 @@ pub struct ClaimedNotice {
     pub kind: String,
     pub fault_id: String,
     pub episode_started_at: i64,
+    /// Claims so far, this one included.
+    pub attempts: i64,
+    /// Channels that failed permanently for this notice, `|`-separated.
+    pub failed_channels: String,
 }
 
 /// A customer's contact row, as stored.
@@ -38,15 +42,31 @@ pub struct NoticeOutcome {
     pub body: Option<String>,
     pub provider_id: Option<String>,
     pub reason: Option<String>,
+    /// For a notice put back in the queue (`queued`): when to try again.
+    pub due_at: Option<i64>,
+    /// The notice's failed channels, when they changed.
+    pub failed_channels: Option<String>,
+}
+
+/// A notice as an operator sees it.
+#[derive(Debug, Clone)]
+pub struct NoticeView {
+    pub id: i64,
+    pub state: String,
+    pub channel: Option<String>,
+    pub provider_id: Option<String>,
+    pub attempts: i64,
+    pub failed_channels: String,
+    pub reason: Option<String>,
 }
 
 const CLAIM_SQLITE: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
     WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 ORDER BY priority, due_at, id LIMIT $2) \
-    RETURNING id, customer_id, kind, fault_id, episode_started_at";
+    RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels";
 // SKIP LOCKED lets several daemons claim from one outbox without waiting on each other.
 const CLAIM_POSTGRES: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
     WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 ORDER BY priority, due_at, id \
-    LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, customer_id, kind, fault_id, episode_started_at";
+    LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels";
 
 impl Store {
     /// Marks up to `limit` due notices `sending` (most urgent first) and returns them. The
@@ -64,7 +84,8 @@ impl Store {
             let rows = sqlx::query(sql).bind(now).bind(limit).fetch_all(pool).await?;
             rows.iter().map(|r| Ok(ClaimedNotice {
                 id: r.try_get(0)?, customer_id: r.try_get(1)?, kind: r.try_get(2)?,
-                fault_id: r.try_get(3)?, episode_started_at: r.try_get(4)?,
+                fault_id: r.try_get(3)?, episode_started_at: r.try_get(4)?, attempts: r.try_get(5)?,
+                failed_channels: r.try_get(6)?,
             })).collect::<Result<Vec<_>, sqlx::Error>>()?
         });
         claimed.sort_by_key(|n| n.id);
@@ -104,12 +125,14 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let sql = "UPDATE notices SET state = $1, channel = $2, language = $3, body = $4, provider_id = $5, \
-                   reason = $6, sent_at = CASE WHEN $1 = 'sent' THEN $7 ELSE sent_at END, updated_at = $7 WHERE id = $8";
+                   reason = $6, sent_at = CASE WHEN $1 = 'sent' THEN $7 ELSE sent_at END, updated_at = $7, \
+                   due_at = COALESCE($9, due_at), failed_channels = COALESCE($10, failed_channels) WHERE id = $8";
         on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;
             for o in outcomes {
                 sqlx::query(sql).bind(o.state).bind(o.channel.clone()).bind(o.language.clone()).bind(o.body.clone())
                     .bind(o.provider_id.clone()).bind(o.reason.clone()).bind(now).bind(o.id)
+                    .bind(o.due_at).bind(o.failed_channels.clone())
                     .execute(&mut *tx).await?;
             }
             tx.commit().await?;
@@ -129,6 +152,24 @@ impl Store {
                    updated_at = $1 WHERE state = 'sending' AND updated_at < $2";
         let n = on_pool!(self, pool, _Db => sqlx::query(sql).bind(now).bind(stale_before).execute(pool).await?.rows_affected());
         Ok(n)
+    }
+
+    /// A customer's notices of one kind, newest first (inspection and tests).
+    pub async fn notices_of(
+        &self,
+        customer_id: &str,
+        kind: &str,
+    ) -> Result<Vec<NoticeView>, StoreError> {
+        let sql = "SELECT id, state, channel, provider_id, attempts, failed_channels, reason FROM notices \
+                   WHERE customer_id = $1 AND kind = $2 ORDER BY id DESC";
+        let rows = on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(sql).bind(customer_id).bind(kind).fetch_all(pool).await?;
+            rows.iter().map(|r| Ok(NoticeView {
+                id: r.try_get(0)?, state: r.try_get(1)?, channel: r.try_get(2)?, provider_id: r.try_get(3)?,
+                attempts: r.try_get(4)?, failed_channels: r.try_get(5)?, reason: r.try_get(6)?,
+            })).collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        Ok(rows)
     }
 
     /// (channel, language, count) of sent notices, for summaries.

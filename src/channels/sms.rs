@@ -1,0 +1,117 @@
+//! SMS over the Twilio Programmable Messaging API (and the many carriers that clone it).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ChannelError, Outbound};
+use crate::config::SmsSettings;
+
+/// Twilio error codes that mean this number will not take SMS from us.
+const PERMANENT_CODES: [(u64, &str); 3] = [
+    (21211, "invalid phone number"),
+    (21610, "the recipient replied STOP"),
+    (21614, "not a mobile number"),
+];
+
+/// A Twilio-compatible SMS sender.
+#[derive(Debug, Clone)]
+pub struct SmsChannel {
+    client: reqwest::Client,
+    url: String,
+    account_sid: String,
+    auth_token: String,
+    from: String,
+    status_callback: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Accepted {
+    sid: String,
+}
+
+#[derive(Deserialize)]
+struct TwilioError {
+    code: Option<u64>,
+    message: Option<String>,
+}
+
+impl SmsChannel {
+    pub fn new(s: &SmsSettings) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(s.timeout_secs.max(1)))
+            .build()?;
+        Ok(Self {
+            client,
+            url: format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                s.base_url.trim_end_matches('/'),
+                s.account_sid
+            ),
+            account_sid: s.account_sid.clone(),
+            auth_token: s.auth_token.expose().to_owned(),
+            from: s.from.clone(),
+            status_callback: (!s.status_callback.is_empty()).then(|| s.status_callback.clone()),
+        })
+    }
+
+    /// Sends one SMS; the provider's message sid on success.
+    pub async fn send(&self, n: &Outbound) -> Result<String, ChannelError> {
+        let mut form = vec![
+            ("To", n.address.as_str()),
+            ("From", self.from.as_str()),
+            ("Body", n.body.as_str()),
+        ];
+        if let Some(cb) = &self.status_callback {
+            form.push(("StatusCallback", cb.as_str()));
+        }
+        let response = self
+            .client
+            .post(&self.url)
+            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| {
+                ChannelError::transient(format!("SMS provider unreachable: {}", e.without_url()))
+            })?;
+        let status = response.status();
+        let retry_after = retry_after(&response);
+        if status.is_success() {
+            let accepted: Accepted = response.json().await.map_err(|e| {
+                ChannelError::transient(format!("SMS provider answered without a sid: {e}"))
+            })?;
+            return Ok(accepted.sid);
+        }
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Err(ChannelError::Transient {
+                reason: format!("SMS provider said {status}"),
+                retry_after,
+            });
+        }
+        let error: Option<TwilioError> = response.json().await.ok();
+        let code = error.as_ref().and_then(|e| e.code);
+        let known = PERMANENT_CODES
+            .iter()
+            .find(|(c, _)| Some(*c) == code)
+            .map(|(_, why)| *why);
+        let detail = known
+            .map(str::to_owned)
+            .or_else(|| error.and_then(|e| e.message))
+            .unwrap_or_else(|| "request refused".into());
+        Err(ChannelError::Permanent(format!(
+            "SMS {status} (code {}): {detail}",
+            code.map_or("-".into(), |c| c.to_string())
+        )))
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from SMS providers and ignored).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
