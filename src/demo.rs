@@ -218,7 +218,11 @@ async fn deliver(
             .store
             .count_notices(None, kind, "unreachable")
             .await?;
-        println!("    {kind}: {suppressed} suppressed (opted out or momentary), {unreachable} unreachable");
+        let waiting = running.store.count_notices(None, kind, "queued").await?;
+        println!(
+            "    {kind}: {suppressed} suppressed (opted out, momentary or superseded), {unreachable} unreachable, \
+             {waiting} waiting for the end of quiet hours"
+        );
     }
     let text = tokio::fs::read_to_string(&log).await.unwrap_or_default();
     println!("samples (contacts masked):");

@@ -11,6 +11,11 @@ use common::*;
 use faultline::app::App;
 use faultline::clock::Clock;
 
+/// Noon in Berlin, outside every sample customer's quiet hours, whenever the tests run.
+fn midday() -> Clock {
+    Clock::manual("2026-11-24T11:00:00Z".parse().unwrap())
+}
+
 /// What the test expects for a customer, from the CSV alone.
 fn expected_channel(c: &SampleCustomer) -> Option<&'static str> {
     let has = |ch: &str| match ch {
@@ -40,7 +45,7 @@ async fn start_with_log(backend: Backend, log: &std::path::Path) -> TestApp {
     let mut settings = app.settings.clone();
     settings.channels.log.path = log.display().to_string();
     settings.notify.poll_ms = 50;
-    let built = App::build(settings, Clock::System).await.unwrap();
+    let built = App::build(settings, midday()).await.unwrap();
     app.store = built.store().clone(); // the first app closed its pool
     let mut running = built.start().unwrap();
     assert!(running.wait_subscribed(Duration::from_secs(10)).await);
@@ -157,7 +162,7 @@ async fn a_send_interrupted_by_a_crash_is_not_repeated(backend: Backend) {
         .unwrap();
     assert!(queued > 0);
     // A daemon claimed five of them two minutes ago and died before recording the outcome.
-    let two_minutes_ago = chrono::Utc::now().timestamp_millis() - 120_000;
+    let two_minutes_ago = midday().now().timestamp_millis() - 120_000;
     let claimed = app
         .store
         .claim_due_notices(two_minutes_ago, 5)
@@ -169,7 +174,7 @@ async fn a_send_interrupted_by_a_crash_is_not_repeated(backend: Backend) {
     let mut settings = app.settings.clone();
     settings.channels.log.path = log.display().to_string();
     settings.notify.poll_ms = 50;
-    let mut running = App::build(settings, Clock::System)
+    let mut running = App::build(settings, midday())
         .await
         .unwrap()
         .start()
@@ -203,7 +208,84 @@ async fn a_send_interrupted_by_a_crash_is_not_repeated(backend: Backend) {
     }
 }
 
+const NIGHT_CUSTOMERS: &str = "customer_id,name,lon,lat,phone,email,push_token,language,channels,quiet_hours,timezone,critical,feeder,service_point\n\
+    Q1,Q. Sleeper,11.80,53.40,+4915100000011,,,en,sms,22:00-07:00,Europe/Berlin,,TQ-1,TQ-1 Bus 1\n\
+    Q2,L. Support,11.80,53.40,+4915100000012,,,en,sms,22:00-07:00,Europe/Berlin,life_support,TQ-1,TQ-1 Bus 2\n";
+
+async fn a_night_outage_becomes_one_morning_notice_except_for_critical_customers(backend: Backend) {
+    let prefix = unique_prefix();
+    let (url, dir) = fresh_database(backend, &prefix).await;
+    let store = faultline::store::Store::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let rows = faultline::directory::parse_customers(NIGHT_CUSTOMERS)
+        .unwrap()
+        .rows;
+    store
+        .upsert_customers(&rows, chrono::Utc::now())
+        .await
+        .unwrap();
+    let log = dir.path().join("notices.jsonl");
+    let mut settings = test_settings(&prefix, &url);
+    settings.channels.log.path = log.display().to_string();
+    settings.notify.poll_ms = 50;
+    // 01:00 in Berlin: inside the customers' quiet hours (22:00–07:00).
+    let clock = Clock::manual("2026-11-24T00:00:00Z".parse().unwrap());
+    let mut running = App::build(settings.clone(), clock.clone())
+        .await
+        .unwrap()
+        .start()
+        .unwrap();
+    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+    let topic = format!("{prefix}/faultline/v1/events/test/Q-1");
+    let out = br#"{"v":1,"event_id":"q1","fault_id":"Q-1","kind":"detected","occurred_at":"2026-11-23T23:30:00Z","devices":["TQ-1"]}"#;
+    let back = br#"{"v":1,"event_id":"q2","fault_id":"Q-1","kind":"restored","occurred_at":"2026-11-24T00:00:00Z"}"#;
+    faultline::ingest::publish::publish_all(&settings.mqtt, vec![(topic.clone(), out.to_vec())])
+        .await
+        .unwrap();
+    let lines_for = |id: &str| {
+        read_lines(&log)
+            .into_iter()
+            .filter(|l| l["customer_id"] == id)
+            .collect::<Vec<_>>()
+    };
+    eventually("the life-support customer is told at once", || async {
+        lines_for("Q2").len() == 1
+    })
+    .await;
+    faultline::ingest::publish::publish_all(&settings.mqtt, vec![(topic, back.to_vec())])
+        .await
+        .unwrap();
+    eventually("and told the power is back", || async {
+        lines_for("Q2").len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        lines_for("Q1").is_empty(),
+        "nothing for the sleeper during quiet hours"
+    );
+
+    clock.set("2026-11-24T06:01:00Z".parse().unwrap()); // 07:01 in Berlin
+    eventually("the sleeper gets one morning notice", || async {
+        lines_for("Q1").len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let q1 = lines_for("Q1");
+    assert_eq!(q1.len(), 1, "one notice, not two");
+    assert_eq!(q1[0]["kind"], "restored");
+    let body = q1[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("00:30") && body.contains("01:00"),
+        "from … to … in local time: {body}"
+    );
+    let outage = &store.notices_of("Q1", "outage").await.unwrap()[0];
+    assert_eq!(outage.state, "suppressed");
+    running.shutdown().await;
+}
+
 both_backends!(
     notices_go_out_once_on_the_right_channel_in_the_right_language,
     a_send_interrupted_by_a_crash_is_not_repeated,
+    a_night_outage_becomes_one_morning_notice_except_for_critical_customers,
 );

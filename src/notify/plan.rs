@@ -1,8 +1,9 @@
 //! Which channel a notice goes out on, from the customer's preferences.
 
+use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::domain::{Channel, Email, Phone};
+use crate::domain::{Channel, Email, Phone, QuietHours};
 
 /// What delivery needs to know about a customer.
 #[derive(Debug, Clone)]
@@ -17,6 +18,51 @@ pub struct Contact {
     pub channels: Vec<Channel>,
     pub timezone: Tz,
     pub critical: bool,
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// When a notice that must respect quiet hours may go out: `None` for now, or the end of the
+/// customer's current quiet period. Outage and restoration notices wait unless the customer or
+/// the fault is critical; other kinds always wait.
+pub fn quiet_until(
+    contact: &Contact,
+    kind: &str,
+    critical_fault: bool,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let quiet = contact.quiet_hours?;
+    let urgent_kind = matches!(kind, "outage" | "restored");
+    if urgent_kind && (contact.critical || critical_fault) {
+        return None;
+    }
+    let local = now.with_timezone(&contact.timezone);
+    let t = local.time();
+    let inside = if quiet.start <= quiet.end {
+        t >= quiet.start && t < quiet.end
+    } else {
+        t >= quiet.start || t < quiet.end // wraps past midnight
+    };
+    if !inside {
+        return None;
+    }
+    let end_day = if quiet.start > quiet.end && t >= quiet.start {
+        local.date_naive().succ_opt()?
+    } else {
+        local.date_naive()
+    };
+    // A daylight-saving gap can remove the end time; the earliest valid instant after it will do.
+    let end = end_day.and_time(quiet.end);
+    contact
+        .timezone
+        .from_local_datetime(&end)
+        .earliest()
+        .or_else(|| {
+            contact
+                .timezone
+                .from_local_datetime(&(end + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The decision for one notice.
@@ -77,7 +123,34 @@ mod tests {
             channels,
             timezone: Tz::Europe__Berlin,
             critical,
+            quiet_hours: Some("22:00-07:00".parse().unwrap()),
         }
+    }
+
+    #[test]
+    fn quiet_hours_wrap_midnight_and_spare_critical_cases() {
+        let night: DateTime<Utc> = "2026-11-23T23:30:00Z".parse().unwrap(); // 00:30 in Berlin
+        let c = contact(vec![Channel::Sms], false);
+        let until = quiet_until(&c, "outage", false, night).unwrap();
+        assert_eq!(
+            until,
+            "2026-11-24T06:00:00Z".parse::<DateTime<Utc>>().unwrap(),
+            "07:00 Berlin"
+        );
+        let evening: DateTime<Utc> = "2026-11-23T21:30:00Z".parse().unwrap(); // 22:30 in Berlin
+        assert_eq!(quiet_until(&c, "restored", false, evening), Some(until));
+        assert_eq!(
+            quiet_until(&c, "outage", true, night),
+            None,
+            "a critical fault does not wait"
+        );
+        assert_eq!(
+            quiet_until(&contact(vec![], true), "outage", false, night),
+            None,
+            "nor a critical customer"
+        );
+        let noon: DateTime<Utc> = "2026-11-23T11:00:00Z".parse().unwrap();
+        assert_eq!(quiet_until(&c, "outage", false, noon), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{choose, Choice, Contact};
+use super::plan::{choose, quiet_until, Choice, Contact};
 use super::templates::{Context, Templates};
 use crate::channels::{ChannelError, Outbound, Transports};
 use crate::clock::Clock;
@@ -155,6 +155,16 @@ impl DeliveryWorker {
             })
         };
         let contact = contact.ok_or_else(|| ends("failed", "customer no longer exists"))?;
+        let (critical_fault, episode_over) = self.notice_facts(n);
+        if n.kind == "outage" && episode_over {
+            // The power is already back: the restoration notice tells the whole story.
+            return Err(ends("suppressed", "superseded: power already restored"));
+        }
+        if let Some(until) = quiet_until(contact, &n.kind, critical_fault, self.clock.now()) {
+            let mut wait = ends("queued", "waiting for the end of quiet hours");
+            wait.due_at = Some(millis(until));
+            return Err(wait);
+        }
         let failed: Vec<Channel> = n
             .failed_channels
             .split('|')
@@ -267,6 +277,25 @@ impl DeliveryWorker {
         capped.mul_f64(rand::Rng::random_range(&mut rand::rng(), 0.75..1.25))
     }
 
+    /// Whether the notice's fault is critical, and whether the notice's outage episode has
+    /// already ended (the customer is back, or out again in a later episode).
+    fn notice_facts(&self, n: &ClaimedNotice) -> (bool, bool) {
+        let book = self.book.read();
+        let critical = FaultId::parse(&n.fault_id)
+            .ok()
+            .and_then(|id| {
+                book.fault(&id)
+                    .map(|f| f.severity == crate::ingest::event::Severity::Critical)
+            })
+            .unwrap_or(false);
+        let over = crate::domain::CustomerId::parse(&n.customer_id)
+            .ok()
+            .and_then(|id| book.index().idx_of(&id))
+            .map(|idx| book.episode_of(idx).map(crate::store::millis) != Some(n.episode_started_at))
+            .unwrap_or(false);
+        (critical, over)
+    }
+
     /// Cause, ETR and (for restorations) end time of the fault behind a notice.
     fn fault_facts(
         &self,
@@ -313,5 +342,6 @@ fn contact(row: ContactRow) -> Contact {
             .collect(),
         timezone: row.timezone.parse().unwrap_or(Tz::UTC),
         critical: row.critical.is_some_and(|c| !c.is_empty()),
+        quiet_hours: row.quiet_hours.and_then(|q| q.parse().ok()),
     }
 }

@@ -30,6 +30,7 @@ pub struct ContactRow {
     pub channels: String,
     pub timezone: String,
     pub critical: Option<String>,
+    pub quiet_hours: Option<String>,
 }
 
 /// What became of a claimed notice.
@@ -98,8 +99,8 @@ impl Store {
         for chunk in customer_ids.chunks(super::CHUNK_ROWS) {
             let rows = on_pool!(self, pool, Db => {
                 let mut q = sqlx::QueryBuilder::<Db>::new(
-                    "SELECT customer_id, name, phone, email, push_token, language, channels, timezone, critical \
-                     FROM customers WHERE customer_id IN (",
+                    "SELECT customer_id, name, phone, email, push_token, language, channels, timezone, critical, \
+                     quiet_hours FROM customers WHERE customer_id IN (",
                 );
                 let mut list = q.separated(", ");
                 for id in chunk {
@@ -110,7 +111,7 @@ impl Store {
                 rows.iter().map(|r| Ok(ContactRow {
                     customer_id: r.try_get(0)?, name: r.try_get(1)?, phone: r.try_get(2)?, email: r.try_get(3)?,
                     push_token: r.try_get(4)?, language: r.try_get(5)?, channels: r.try_get(6)?,
-                    timezone: r.try_get(7)?, critical: r.try_get(8)?,
+                    timezone: r.try_get(7)?, critical: r.try_get(8)?, quiet_hours: r.try_get(9)?,
                 })).collect::<Result<Vec<_>, sqlx::Error>>()?
             });
             out.extend(rows);
