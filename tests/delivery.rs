@@ -181,17 +181,7 @@ async fn a_send_interrupted_by_a_crash_is_not_repeated(backend: Backend) {
         .unwrap();
     assert!(running.wait_subscribed(Duration::from_secs(10)).await);
     let store = running.store.clone(); // the first app closed its pool
-    eventually("the rest is sent", || {
-        let store = store.clone();
-        async move {
-            store
-                .count_notices(Some("F-1003"), "outage", "queued")
-                .await
-                .unwrap()
-                == 0
-        }
-    })
-    .await;
+    wait_for_notices(&store, "F-1003", "outage", "queued", 0).await;
     let failed = store
         .count_notices(Some("F-1003"), "outage", "failed")
         .await
@@ -213,17 +203,7 @@ const NIGHT_CUSTOMERS: &str = "customer_id,name,lon,lat,phone,email,push_token,l
     Q2,L. Support,11.80,53.40,+4915100000012,,,en,sms,22:00-07:00,Europe/Berlin,life_support,TQ-1,TQ-1 Bus 2\n";
 
 async fn a_night_outage_becomes_one_morning_notice_except_for_critical_customers(backend: Backend) {
-    let prefix = unique_prefix();
-    let (url, dir) = fresh_database(backend, &prefix).await;
-    let store = faultline::store::Store::connect(&url, 2).await.unwrap();
-    store.migrate().await.unwrap();
-    let rows = faultline::directory::parse_customers(NIGHT_CUSTOMERS)
-        .unwrap()
-        .rows;
-    store
-        .upsert_customers(&rows, chrono::Utc::now())
-        .await
-        .unwrap();
+    let (prefix, url, dir, store) = database_with(backend, NIGHT_CUSTOMERS).await;
     let log = dir.path().join("notices.jsonl");
     let mut settings = test_settings(&prefix, &url);
     settings.channels.log.path = log.display().to_string();

@@ -60,17 +60,7 @@ async fn twilio() -> MockServer {
 
 async fn sms_retries_and_falls_back(backend: Backend) {
     let server = twilio().await;
-    let prefix = unique_prefix();
-    let (url, dir) = fresh_database(backend, &prefix).await;
-    let store = faultline::store::Store::connect(&url, 2).await.unwrap();
-    store.migrate().await.unwrap();
-    let rows = faultline::directory::parse_customers(CUSTOMERS)
-        .unwrap()
-        .rows;
-    store
-        .upsert_customers(&rows, chrono::Utc::now())
-        .await
-        .unwrap();
+    let (prefix, url, dir, store) = database_with(backend, CUSTOMERS).await;
     let mut settings = test_settings(&prefix, &url);
     settings.channels.sms.base_url = server.uri();
     settings.channels.sms.account_sid = "AC123".into();
@@ -94,17 +84,7 @@ async fn sms_retries_and_falls_back(backend: Backend) {
     faultline::ingest::publish::publish_all(&settings.mqtt, vec![(topic, event.to_vec())])
         .await
         .unwrap();
-    eventually("all three notices are sent", || {
-        let store = store.clone();
-        async move {
-            store
-                .count_notices(Some("S-1"), "outage", "sent")
-                .await
-                .unwrap()
-                == 3
-        }
-    })
-    .await;
+    wait_for_notices(&store, "S-1", "outage", "sent", 3).await;
     running.shutdown().await;
 
     let s1 = &store.notices_of("S1", "outage").await.unwrap()[0];

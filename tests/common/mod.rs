@@ -388,3 +388,31 @@ impl Drop for Proxy {
         self.accept.abort();
     }
 }
+
+/// Waits until the fault has exactly `want` notices of `kind` in `state`.
+pub async fn wait_for_notices(store: &Store, fault: &str, kind: &str, state: &str, want: i64) {
+    let what = format!("{want} {kind} notices {state} for {fault}");
+    eventually(&what, || {
+        let store = store.clone();
+        async move { store.count_notices(Some(fault), kind, state).await.unwrap() == want }
+    })
+    .await;
+}
+
+/// A fresh, migrated database holding only the customers of `csv`: (prefix, url, dir, store).
+pub async fn database_with(
+    backend: Backend,
+    csv: &str,
+) -> (String, String, tempfile::TempDir, Store) {
+    let prefix = unique_prefix();
+    let (url, dir) = fresh_database(backend, &prefix).await;
+    let store = Store::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let rows = faultline::directory::parse_customers(csv).unwrap().rows;
+    assert!(!rows.is_empty());
+    store
+        .upsert_customers(&rows, chrono::Utc::now())
+        .await
+        .unwrap();
+    (prefix, url, dir, store)
+}
