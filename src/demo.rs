@@ -158,10 +158,20 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     wait_for_events(&store, before + STORM.len() as i64).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     summary(&store, &running.book).await?;
-    deliver(&settings, &dir, &running).await?;
+    let worker = deliver(&settings, &dir, &running).await?;
     if args.serve {
-        println!("\nserving on {} until Ctrl-C …", settings.mqtt.url);
+        println!(
+            "\nserving on {} until Ctrl-C; new notices go to {} …",
+            settings.mqtt.url,
+            dir.join("notices.jsonl").display()
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let delivery = worker.map(|w| tokio::spawn(w.run(stop.clone())));
         running.run_until(shutdown_signal()).await;
+        stop.cancel();
+        if let Some(task) = delivery {
+            let _ = task.await;
+        }
     } else {
         running.shutdown().await;
     }
@@ -195,14 +205,14 @@ async fn deliver(
     settings: &Settings,
     dir: &std::path::Path,
     running: &crate::app::Running,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<crate::notify::worker::DeliveryWorker>> {
     let log = dir.join("notices.jsonl");
     let mut settings = settings.clone();
     settings.channels.log.path = log.display().to_string();
     let Some(worker) =
         crate::app::delivery_worker(&settings, &running.store, &running.book, &Clock::System)
     else {
-        return Ok(());
+        return Ok(None);
     };
     while worker.step().await? > 0 {}
     println!("\nnotices sent (log channel, {}):", log.display());
@@ -234,7 +244,7 @@ async fn deliver(
             println!("    {line}");
         }
     }
-    Ok(())
+    Ok(Some(worker))
 }
 
 /// Moves every time in an event by `shift`, keeping the storm's rhythm but making it current.
