@@ -155,12 +155,12 @@ impl DeliveryWorker {
             })
         };
         let contact = contact.ok_or_else(|| ends("failed", "customer no longer exists"))?;
-        let (critical_fault, episode_over) = self.notice_facts(n);
-        if n.kind == "outage" && episode_over {
+        let facts = self.facts(n);
+        if n.kind == "outage" && facts.episode_over {
             // The power is already back: the restoration notice tells the whole story.
             return Err(ends("suppressed", "superseded: power already restored"));
         }
-        if let Some(until) = quiet_until(contact, &n.kind, critical_fault, self.clock.now()) {
+        if let Some(until) = quiet_until(contact, &n.kind, facts.critical_fault, self.clock.now()) {
             let mut wait = ends("queued", "waiting for the end of quiet hours");
             wait.due_at = Some(millis(until));
             return Err(wait);
@@ -186,14 +186,13 @@ impl DeliveryWorker {
                 return Err(ends("unreachable", "no enabled channel has a contact"))
             }
         };
-        let (cause, etr, until) = self.fault_facts(n);
         let ctx = Context {
             name: &contact.name,
             timezone: contact.timezone,
             since: from_millis(n.episode_started_at).unwrap_or_else(|_| self.clock.now()),
-            until,
-            etr,
-            cause: &cause,
+            until: facts.until,
+            etr: facts.etr,
+            cause: &facts.cause,
         };
         let rendered = self
             .templates
@@ -277,47 +276,38 @@ impl DeliveryWorker {
         capped.mul_f64(rand::Rng::random_range(&mut rand::rng(), 0.75..1.25))
     }
 
-    /// Whether the notice's fault is critical, and whether the notice's outage episode has
-    /// already ended (the customer is back, or out again in a later episode).
-    fn notice_facts(&self, n: &ClaimedNotice) -> (bool, bool) {
-        let book = self.book.read();
-        let critical = FaultId::parse(&n.fault_id)
-            .ok()
-            .and_then(|id| {
-                book.fault(&id)
-                    .map(|f| f.severity == crate::ingest::event::Severity::Critical)
-            })
-            .unwrap_or(false);
-        let over = crate::domain::CustomerId::parse(&n.customer_id)
-            .ok()
-            .and_then(|id| book.index().idx_of(&id))
-            .map(|idx| book.episode_of(idx).map(crate::store::millis) != Some(n.episode_started_at))
-            .unwrap_or(false);
-        (critical, over)
-    }
-
-    /// Cause, ETR and (for restorations) end time of the fault behind a notice.
-    fn fault_facts(
-        &self,
-        n: &ClaimedNotice,
-    ) -> (
-        String,
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-    ) {
+    /// What the notice needs to know of its fault and episode, read under one short lock and
+    /// copied field by field: cloning the fault would copy its member list, which can hold a
+    /// million customers, once per notice.
+    fn facts(&self, n: &ClaimedNotice) -> Facts {
         let book = self.book.read();
         let fault = FaultId::parse(&n.fault_id)
             .ok()
-            .and_then(|id| book.fault(&id).cloned());
-        match fault {
-            Some(f) => (
-                f.cause.clone(),
-                f.etr,
-                f.restored_at.or(Some(self.clock.now())),
-            ),
-            None => ("unknown".into(), None, None),
+            .and_then(|id| book.fault(&id));
+        let episode_over = crate::domain::CustomerId::parse(&n.customer_id)
+            .ok()
+            .and_then(|id| book.index().idx_of(&id))
+            .is_some_and(|idx| book.episode_of(idx).map(millis) != Some(n.episode_started_at));
+        Facts {
+            critical_fault: fault
+                .is_some_and(|f| f.severity == crate::ingest::event::Severity::Critical),
+            episode_over,
+            cause: fault.map_or_else(|| "unknown".to_owned(), |f| f.cause.clone()),
+            etr: fault.and_then(|f| f.etr),
+            until: fault.map(|f| f.restored_at.unwrap_or_else(|| self.clock.now())),
         }
     }
+}
+
+/// A claimed notice's fault and episode, as delivery needs them.
+struct Facts {
+    critical_fault: bool,
+    /// The customer is back, or out again in a later episode.
+    episode_over: bool,
+    cause: String,
+    etr: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the outage ended (for restorations; now if the fault is still open).
+    until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What to do with a claimed notice.
