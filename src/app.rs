@@ -9,9 +9,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::log::LogChannel;
-use crate::channels::sms::SmsChannel;
-use crate::channels::Transports;
+use crate::channels::{SetupError, Transports};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::ingest::engine::{Engine, EngineConfig, EngineOutputs};
@@ -33,6 +31,8 @@ pub enum AppError {
     Mqtt(#[from] MqttError),
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
+    #[error(transparent)]
+    Channels(#[from] SetupError),
 }
 
 /// A daemon built from configuration, not yet running.
@@ -137,7 +137,7 @@ impl App {
         let status_task = tokio::spawn(publisher.run(dirty_rx, stop_status.clone()));
         let stop_delivery = CancellationToken::new();
         let delivery_task = self
-            .delivery_worker()
+            .delivery_worker()?
             .map(|w| tokio::spawn(w.run(stop_delivery.clone())));
         Ok(Running {
             store: self.store,
@@ -156,12 +156,12 @@ impl App {
 
     /// The delivery worker, when a channel is configured. Without one, notices wait in the
     /// outbox rather than being marked unreachable.
-    fn delivery_worker(&self) -> Option<DeliveryWorker> {
-        let worker = delivery_worker(&self.settings, &self.store, &self.book, &self.clock);
+    fn delivery_worker(&self) -> Result<Option<DeliveryWorker>, SetupError> {
+        let worker = delivery_worker(&self.settings, &self.store, &self.book, &self.clock)?;
         if worker.is_none() {
             tracing::info!("no notification channel configured: notices wait in the outbox");
         }
-        worker
+        Ok(worker)
     }
 }
 
@@ -171,32 +171,25 @@ pub fn delivery_worker(
     store: &Store,
     book: &SharedBook,
     clock: &Clock,
-) -> Option<DeliveryWorker> {
-    let mut transports = Transports::default();
-    if !s.channels.sms.base_url.is_empty() {
-        match SmsChannel::new(&s.channels.sms) {
-            Ok(sms) => transports.sms = Some(sms),
-            Err(e) => tracing::error!(error = %e, "cannot set up the SMS channel"),
-        }
-    }
-    if !s.channels.log.path.is_empty() {
-        transports.log = Some(LogChannel::new(&s.channels.log.path));
-    }
+) -> Result<Option<DeliveryWorker>, SetupError> {
+    let transports = Transports::from_settings(&s.channels)?;
     if transports.is_empty() {
-        return None;
+        return Ok(None);
     }
-    Some(DeliveryWorker {
+    Ok(Some(DeliveryWorker {
         store: store.clone(),
         book: book.clone(),
-        transports,
+        transports: Arc::new(transports),
         templates: Templates::bundled(),
         critical_override: s.notify.critical_override_opt_out,
         max_attempts: s.notify.max_attempts,
         retry_base: Duration::from_millis(s.notify.retry_base_ms),
         batch_size: s.notify.batch_size,
+        concurrency: s.notify.concurrency,
         poll: Duration::from_millis(s.notify.poll_ms),
         clock: clock.clone(),
-    })
+        wake: Arc::new(tokio::sync::Notify::new()),
+    }))
 }
 
 /// A started daemon.

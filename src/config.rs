@@ -59,6 +59,8 @@ pub struct Settings {
     pub status: StatusSettings,
     pub api: ApiSettings,
     pub notify: NotifySettings,
+    pub retention: RetentionSettings,
+    pub schedule: ScheduleSettings,
     pub channels: ChannelsSettings,
     pub log: LogSettings,
 }
@@ -105,6 +107,7 @@ pub struct StatusSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ApiSettings {
     pub bind: String,
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -115,12 +118,63 @@ pub struct NotifySettings {
     pub batch_size: usize,
     pub max_attempts: u32,
     pub retry_base_ms: u64,
+    pub concurrency: usize,
+    pub etr_change_minutes: u64,
+    pub planned_offsets_hours: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RetentionSettings {
+    pub days: u32,
+}
+
+/// Cron expressions (with seconds) of the scheduled jobs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ScheduleSettings {
+    pub planned_notices: String,
+    pub quiet_hours_release: String,
+    pub etr_followups: String,
+    pub retry_sweeper: String,
+    pub retention_purge: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ChannelsSettings {
     pub sms: SmsSettings,
+    pub push: PushSettings,
+    pub email: EmailSettings,
+    pub webhook: WebhookSettings,
     pub log: LogChannelSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PushSettings {
+    pub base_url: String,
+    pub project_id: String,
+    pub token: Secret,
+    pub timeout_secs: u64,
+    pub max_per_second: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EmailSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: String,
+    pub username: String,
+    pub password: Secret,
+    pub from: String,
+    pub unsubscribe_url: String,
+    pub timeout_secs: u64,
+    pub max_per_second: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct WebhookSettings {
+    pub url: String,
+    pub secret: Secret,
+    pub timeout_secs: u64,
+    pub max_per_second: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -131,6 +185,7 @@ pub struct SmsSettings {
     pub from: String,
     pub status_callback: String,
     pub timeout_secs: u64,
+    pub max_per_second: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -180,10 +235,6 @@ impl Settings {
 
     /// Checks what serde cannot: URL schemes, ranges, topic syntax.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| ConfigError::Invalid {
-            key,
-            message: message.to_owned(),
-        };
         let db = self.database.url.expose();
         if !(db.starts_with("sqlite:")
             || db.starts_with("postgres://")
@@ -262,6 +313,8 @@ impl Settings {
                 return Err(invalid("channels.sms.from", "is required with base_url"));
             }
         }
+        self.validate_channels()?;
+        self.validate_notify()?;
         if self.notify.max_attempts == 0 {
             return Err(invalid("notify.max_attempts", "must be at least 1"));
         }
@@ -277,6 +330,83 @@ impl Settings {
         Ok(())
     }
 
+    fn validate_channels(&self) -> Result<(), ConfigError> {
+        let c = &self.channels;
+        for (key, url) in [
+            ("channels.push.base_url", &c.push.base_url),
+            ("channels.webhook.url", &c.webhook.url),
+            ("api.public_url", &self.api.public_url),
+        ] {
+            if !url.is_empty() {
+                url::Url::parse(url).map_err(|e| invalid(key, &format!("not a URL: {e}")))?;
+            }
+        }
+        if !c.push.base_url.is_empty() && (c.push.project_id.is_empty() || c.push.token.is_empty())
+        {
+            return Err(invalid(
+                "channels.push.project_id",
+                "and channels.push.token are required with base_url",
+            ));
+        }
+        if !c.email.host.is_empty() {
+            if !matches!(c.email.tls.as_str(), "none" | "starttls" | "tls") {
+                return Err(invalid(
+                    "channels.email.tls",
+                    "must be none, starttls or tls",
+                ));
+            }
+            if c.email.from.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(invalid(
+                    "channels.email.from",
+                    "must be an address, e.g. \"Grid <outages@utility.example>\"",
+                ));
+            }
+        }
+        for (key, rate) in [
+            ("channels.sms.max_per_second", c.sms.max_per_second),
+            ("channels.push.max_per_second", c.push.max_per_second),
+            ("channels.email.max_per_second", c.email.max_per_second),
+            ("channels.webhook.max_per_second", c.webhook.max_per_second),
+        ] {
+            if !(rate.is_finite() && rate >= 0.0) {
+                return Err(invalid(key, "must be 0 (unlimited) or a positive rate"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_notify(&self) -> Result<(), ConfigError> {
+        let n = &self.notify;
+        if !(1..=1024).contains(&n.concurrency) {
+            return Err(invalid("notify.concurrency", "must be between 1 and 1024"));
+        }
+        if n.planned_offsets_hours.is_empty() || n.planned_offsets_hours.contains(&0) {
+            return Err(invalid(
+                "notify.planned_offsets_hours",
+                "must list at least one offset above 0",
+            ));
+        }
+        if self.retention.days == 0 {
+            return Err(invalid("retention.days", "must be at least 1"));
+        }
+        let s = &self.schedule;
+        for (key, expr) in [
+            ("schedule.planned_notices", &s.planned_notices),
+            ("schedule.quiet_hours_release", &s.quiet_hours_release),
+            ("schedule.etr_followups", &s.etr_followups),
+            ("schedule.retry_sweeper", &s.retry_sweeper),
+            ("schedule.retention_purge", &s.retention_purge),
+        ] {
+            if expr.split_whitespace().count() != 6 {
+                return Err(invalid(
+                    key,
+                    "must be a cron expression with six fields (sec min hour dom month dow)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The effective configuration as TOML, secrets masked.
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
@@ -287,6 +417,13 @@ impl Settings {
 
     pub fn momentary_delay(&self) -> Duration {
         Duration::from_secs(self.notify.momentary_delay_secs)
+    }
+}
+
+fn invalid(key: &'static str, message: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.to_owned(),
     }
 }
 

@@ -210,7 +210,7 @@ async fn deliver(
     let mut settings = settings.clone();
     settings.channels.log.path = log.display().to_string();
     let Some(worker) =
-        crate::app::delivery_worker(&settings, &running.store, &running.book, &Clock::System)
+        crate::app::delivery_worker(&settings, &running.store, &running.book, &Clock::System)?
     else {
         return Ok(None);
     };

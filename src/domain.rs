@@ -219,6 +219,9 @@ impl FromStr for Channel {
 }
 
 impl Channel {
+    /// Every customer channel.
+    pub const ALL: [Channel; 3] = [Channel::Push, Channel::Sms, Channel::Email];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Push => "push",

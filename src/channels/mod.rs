@@ -1,10 +1,19 @@
-//! Channels: the wire formats. A new channel is one new file here and one variant of
-//! [`Transport`].
+//! Channels: the wire formats. A new channel is one new file here, one field of [`Transports`]
+//! and one arm of [`Transports::route`].
 
+pub mod email;
+mod http;
+pub mod limit;
 pub mod log;
+pub mod push;
 pub mod sms;
+pub mod webhook;
 
+use futures_util::stream::{self, StreamExt};
+
+use crate::config::ChannelsSettings;
 use crate::domain::Channel;
+use limit::RateLimit;
 
 /// Why a send failed.
 #[derive(Debug, thiserror::Error)]
@@ -16,9 +25,14 @@ pub enum ChannelError {
         reason: String,
         retry_after: Option<std::time::Duration>,
     },
-    /// This contact will not work on this channel (fall back to the next one).
+    /// This notice cannot go out on this channel (fall back to the next one); the contact itself
+    /// may be fine (e.g. our credentials were refused).
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The contact is bad (invalid or STOP'd number, dead push token, unknown mailbox): fall back,
+    /// and remember it so later notices skip it.
+    #[error("bad contact: {0}")]
+    DeadContact(String),
 }
 
 impl ChannelError {
@@ -45,54 +59,186 @@ pub struct Outbound {
     pub body: String,
 }
 
-/// The configured ways of sending. The log channel, when configured, stands in for every
-/// customer channel that has no transport of its own.
+/// Why the channels cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot set up an HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Email(#[from] email::EmailSetupError),
+}
+
+/// A transport with its rate limit.
+#[derive(Debug)]
+pub struct Limited<T> {
+    pub transport: T,
+    limit: Option<RateLimit>,
+}
+
+impl<T> Limited<T> {
+    pub fn new(transport: T, max_per_second: f64) -> Self {
+        Self {
+            transport,
+            limit: RateLimit::new(max_per_second),
+        }
+    }
+
+    async fn ready(&self) -> &T {
+        if let Some(limit) = &self.limit {
+            limit.acquire().await;
+        }
+        &self.transport
+    }
+}
+
+/// The configured ways of sending. A customer channel with its own transport uses it; the
+/// webhook, then the log channel, stand in for channels that have none.
 #[derive(Debug, Default)]
 pub struct Transports {
-    pub sms: Option<sms::SmsChannel>,
+    pub sms: Option<Limited<sms::SmsChannel>>,
+    pub push: Option<Limited<push::PushChannel>>,
+    pub email: Option<Limited<email::EmailChannel>>,
+    pub webhook: Option<Limited<webhook::WebhookChannel>>,
     pub log: Option<log::LogChannel>,
 }
 
+/// Which transport carries a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Sms,
+    Push,
+    Email,
+    Webhook,
+    Log,
+    None,
+}
+
 impl Transports {
+    /// Every transport that has configuration.
+    pub fn from_settings(c: &ChannelsSettings) -> Result<Self, SetupError> {
+        let mut t = Self::default();
+        if !c.sms.base_url.is_empty() {
+            t.sms = Some(Limited::new(
+                sms::SmsChannel::new(&c.sms)?,
+                c.sms.max_per_second,
+            ));
+        }
+        if !c.push.base_url.is_empty() {
+            t.push = Some(Limited::new(
+                push::PushChannel::new(&c.push)?,
+                c.push.max_per_second,
+            ));
+        }
+        if !c.email.host.is_empty() {
+            t.email = Some(Limited::new(
+                email::EmailChannel::new(&c.email)?,
+                c.email.max_per_second,
+            ));
+        }
+        if !c.webhook.url.is_empty() {
+            t.webhook = Some(Limited::new(
+                webhook::WebhookChannel::new(&c.webhook)?,
+                c.webhook.max_per_second,
+            ));
+        }
+        if !c.log.path.is_empty() {
+            t.log = Some(log::LogChannel::new(&c.log.path));
+        }
+        Ok(t)
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.sms.is_none() && self.log.is_none()
+        Channel::ALL.iter().all(|&c| self.route(c) == Route::None)
     }
 
     /// Customer channels that can be sent on.
     pub fn carries(&self) -> Vec<Channel> {
-        [Channel::Push, Channel::Sms, Channel::Email]
+        Channel::ALL
             .into_iter()
-            .filter(|&c| self.log.is_some() || (c == Channel::Sms && self.sms.is_some()))
+            .filter(|&c| self.route(c) != Route::None)
             .collect()
     }
 
-    /// Sends a batch; one result per notice, in order: the provider's id, or the error.
-    pub async fn send_all(&self, batch: &[Outbound]) -> Vec<Result<String, ChannelError>> {
+    fn route(&self, channel: Channel) -> Route {
+        match channel {
+            Channel::Sms if self.sms.is_some() => Route::Sms,
+            Channel::Push if self.push.is_some() => Route::Push,
+            Channel::Email if self.email.is_some() => Route::Email,
+            _ if self.webhook.is_some() => Route::Webhook,
+            _ if self.log.is_some() => Route::Log,
+            _ => Route::None,
+        }
+    }
+
+    /// Sends a batch, up to `concurrency` requests at once (each channel's rate limit still
+    /// applies); one result per notice, in order: the provider's id, or the error. The log
+    /// channel takes its share as one write and one fsync.
+    pub async fn send_all(
+        &self,
+        batch: &[Outbound],
+        concurrency: usize,
+    ) -> Vec<Result<String, ChannelError>> {
+        let (to_log, direct): (Vec<usize>, Vec<usize>) =
+            (0..batch.len()).partition(|&i| self.route(batch[i].channel) == Route::Log);
         let mut results: Vec<Option<Result<String, ChannelError>>> =
             batch.iter().map(|_| None).collect();
-        let mut to_log = Vec::new();
-        for (i, n) in batch.iter().enumerate() {
-            match (&self.sms, n.channel) {
-                (Some(sms), Channel::Sms) => results[i] = Some(sms.send(n).await),
-                _ => to_log.push(i),
-            }
+        let sent: Vec<(usize, Result<String, ChannelError>)> = stream::iter(direct)
+            .map(|i| async move { (i, self.send_one(&batch[i]).await) })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        for (i, r) in sent {
+            results[i] = Some(r);
         }
-        if !to_log.is_empty() {
+        if let (Some(log), false) = (&self.log, to_log.is_empty()) {
             let lines: Vec<Outbound> = to_log.iter().map(|&i| batch[i].clone()).collect();
-            let logged = match &self.log {
-                Some(log) => log.send_all(&lines).await,
-                None => lines
-                    .iter()
-                    .map(|_| Err(ChannelError::Permanent("channel not configured".into())))
-                    .collect(),
-            };
-            for (i, r) in to_log.into_iter().zip(logged) {
+            for (i, r) in to_log.into_iter().zip(log.send_all(&lines).await) {
                 results[i] = Some(r);
             }
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ChannelError::transient("not attempted"))))
+            .map(|r| {
+                r.unwrap_or_else(|| Err(ChannelError::Permanent("channel not configured".into())))
+            })
             .collect()
+    }
+
+    async fn send_one(&self, n: &Outbound) -> Result<String, ChannelError> {
+        let missing = || ChannelError::Permanent("channel not configured".into());
+        match self.route(n.channel) {
+            Route::Sms => {
+                self.sms
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .ready()
+                    .await
+                    .send(n)
+                    .await
+            }
+            Route::Push => {
+                self.push
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .ready()
+                    .await
+                    .send(n)
+                    .await
+            }
+            Route::Email => {
+                self.email
+                    .as_ref()
+                    .ok_or_else(missing)?
+                    .ready()
+                    .await
+                    .send(n)
+                    .await
+            }
+            Route::Webhook => {
+                let webhook = self.webhook.as_ref().ok_or_else(missing)?;
+                webhook.ready().await.send(n).await
+            }
+            Route::Log | Route::None => Err(missing()),
+        }
     }
 }

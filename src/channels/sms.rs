@@ -1,10 +1,8 @@
 //! SMS over the Twilio Programmable Messaging API (and the many carriers that clone it).
 
-use std::time::Duration;
-
 use serde::Deserialize;
 
-use super::{ChannelError, Outbound};
+use super::{http, ChannelError, Outbound};
 use crate::config::SmsSettings;
 
 /// Twilio error codes that mean this number will not take SMS from us.
@@ -38,11 +36,8 @@ struct TwilioError {
 
 impl SmsChannel {
     pub fn new(s: &SmsSettings) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(s.timeout_secs.max(1)))
-            .build()?;
         Ok(Self {
-            client,
+            client: http::client(s.timeout_secs)?,
             url: format!(
                 "{}/2010-04-01/Accounts/{}/Messages.json",
                 s.base_url.trim_end_matches('/'),
@@ -72,22 +67,16 @@ impl SmsChannel {
             .form(&form)
             .send()
             .await
-            .map_err(|e| {
-                ChannelError::transient(format!("SMS provider unreachable: {}", e.without_url()))
-            })?;
+            .map_err(|e| http::unreachable("SMS provider", e))?;
+        if let Some(e) = http::transient_status("SMS provider", &response) {
+            return Err(e);
+        }
         let status = response.status();
-        let retry_after = retry_after(&response);
         if status.is_success() {
             let accepted: Accepted = response.json().await.map_err(|e| {
                 ChannelError::transient(format!("SMS provider answered without a sid: {e}"))
             })?;
             return Ok(accepted.sid);
-        }
-        if status.as_u16() == 429 || status.is_server_error() {
-            return Err(ChannelError::Transient {
-                reason: format!("SMS provider said {status}"),
-                retry_after,
-            });
         }
         let error: Option<TwilioError> = response.json().await.ok();
         let code = error.as_ref().and_then(|e| e.code);
@@ -99,19 +88,14 @@ impl SmsChannel {
             .map(str::to_owned)
             .or_else(|| error.and_then(|e| e.message))
             .unwrap_or_else(|| "request refused".into());
-        Err(ChannelError::Permanent(format!(
+        let reason = format!(
             "SMS {status} (code {}): {detail}",
             code.map_or("-".into(), |c| c.to_string())
-        )))
+        );
+        if known.is_some() {
+            Err(ChannelError::DeadContact(reason))
+        } else {
+            Err(ChannelError::Permanent(reason))
+        }
     }
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is rare from SMS providers and ignored).
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
 }

@@ -2,9 +2,11 @@
 //! one step ([`DeliveryWorker::step`]) and a loop around it ([`DeliveryWorker::run`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{choose, quiet_until, Choice, Contact};
@@ -14,7 +16,7 @@ use crate::clock::Clock;
 use crate::domain::{Channel, Email, FaultId, Phone};
 use crate::shared::SharedBook;
 use crate::store::{
-    from_millis, millis, ClaimedNotice, ContactRow, NoticeOutcome, Store, StoreError,
+    from_millis, millis, BadContact, ClaimedNotice, ContactRow, NoticeOutcome, Store, StoreError,
 };
 
 /// How long a notice may stay `sending` before it counts as interrupted.
@@ -24,15 +26,21 @@ const STALE_SENDING: Duration = Duration::from_secs(60);
 pub struct DeliveryWorker {
     pub store: Store,
     pub book: SharedBook,
-    pub transports: Transports,
+    /// Shared so that several workers of one daemon share the rate limits.
+    pub transports: Arc<Transports>,
     pub templates: Templates,
     pub critical_override: bool,
     /// Transient failures tolerated per channel before falling back to the next one.
     pub max_attempts: u32,
     pub retry_base: Duration,
     pub batch_size: usize,
+    /// Sends in flight at once.
+    pub concurrency: usize,
     pub poll: Duration,
     pub clock: Clock,
+    /// Wakes the worker before its next poll (quiet hours ended, a receipt asked for a
+    /// fallback).
+    pub wake: Arc<Notify>,
 }
 
 impl DeliveryWorker {
@@ -56,6 +64,7 @@ impl DeliveryWorker {
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
+                _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(self.poll) => since_recovery = since_recovery.saturating_add(self.poll),
             }
             if stop.is_cancelled() {
@@ -109,12 +118,23 @@ impl DeliveryWorker {
                 Prepared::Done(outcome) => outcomes.push(outcome),
             }
         }
-        let results = self.transports.send_all(&outbound).await;
+        let results = self.transports.send_all(&outbound, self.concurrency).await;
         let by_id: HashMap<i64, &ClaimedNotice> = claimed.iter().map(|n| (n.id, n)).collect();
+        let mut bad = Vec::new();
         for (message, result) in outbound.iter().zip(results) {
+            if let Err(ChannelError::DeadContact(reason)) = &result {
+                bad.push(BadContact {
+                    customer_id: message.customer_id.clone(),
+                    channel: message.channel,
+                    reason: reason.clone(),
+                });
+            }
             if let Some(notice) = by_id.get(&message.notice_id) {
                 outcomes.push(self.outcome(notice, message, result));
             }
+        }
+        if !bad.is_empty() {
+            self.store.mark_bad_contacts(&bad).await?;
         }
         self.store
             .finish_notices(&outcomes, millis(self.clock.now()))

@@ -3,6 +3,7 @@
 use sqlx::Row;
 
 use super::{on_pool, Store, StoreError};
+use crate::domain::Channel;
 
 /// A notice claimed for sending (its row is `sending` now).
 #[derive(Debug, Clone)]
@@ -10,6 +11,7 @@ pub struct ClaimedNotice {
     pub id: i64,
     pub customer_id: String,
     pub kind: String,
+    pub variant: String,
     pub fault_id: String,
     pub episode_started_at: i64,
     /// Claims so far, this one included.
@@ -49,6 +51,14 @@ pub struct NoticeOutcome {
     pub failed_channels: Option<String>,
 }
 
+/// A contact a provider refused for good.
+#[derive(Debug, Clone)]
+pub struct BadContact {
+    pub customer_id: String,
+    pub channel: Channel,
+    pub reason: String,
+}
+
 /// A notice as an operator sees it.
 #[derive(Debug, Clone)]
 pub struct NoticeView {
@@ -63,11 +73,11 @@ pub struct NoticeView {
 
 const CLAIM_SQLITE: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
     WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 ORDER BY priority, due_at, id LIMIT $2) \
-    RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels";
+    RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels, variant";
 // SKIP LOCKED lets several daemons claim from one outbox without waiting on each other.
 const CLAIM_POSTGRES: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
     WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 ORDER BY priority, due_at, id \
-    LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels";
+    LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels, variant";
 
 impl Store {
     /// Marks up to `limit` due notices `sending` (most urgent first) and returns them. The
@@ -86,7 +96,7 @@ impl Store {
             rows.iter().map(|r| Ok(ClaimedNotice {
                 id: r.try_get(0)?, customer_id: r.try_get(1)?, kind: r.try_get(2)?,
                 fault_id: r.try_get(3)?, episode_started_at: r.try_get(4)?, attempts: r.try_get(5)?,
-                failed_channels: r.try_get(6)?,
+                failed_channels: r.try_get(6)?, variant: r.try_get(7)?,
             })).collect::<Result<Vec<_>, sqlx::Error>>()?
         });
         claimed.sort_by_key(|n| n.id);
@@ -99,8 +109,9 @@ impl Store {
         for chunk in customer_ids.chunks(super::CHUNK_ROWS) {
             let rows = on_pool!(self, pool, Db => {
                 let mut q = sqlx::QueryBuilder::<Db>::new(
-                    "SELECT customer_id, name, phone, email, push_token, language, channels, timezone, critical, \
-                     quiet_hours FROM customers WHERE customer_id IN (",
+                    "SELECT customer_id, name, CASE WHEN phone_status IS NULL THEN phone END, \
+                     CASE WHEN email_status IS NULL THEN email END, push_token, language, channels, timezone, \
+                     critical, quiet_hours FROM customers WHERE customer_id IN (",
                 );
                 let mut list = q.separated(", ");
                 for id in chunk {
@@ -135,6 +146,25 @@ impl Store {
                     .bind(o.provider_id.clone()).bind(o.reason.clone()).bind(now).bind(o.id)
                     .bind(o.due_at).bind(o.failed_channels.clone())
                     .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Remembers contacts a provider called bad: a dead push token is forgotten; a phone or
+    /// e-mail address gets a status that makes delivery skip it until it changes.
+    pub async fn mark_bad_contacts(&self, bad: &[BadContact]) -> Result<(), StoreError> {
+        on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            for b in bad {
+                let id = &b.customer_id;
+                let query = match b.channel {
+                    Channel::Push => sqlx::query("UPDATE customers SET push_token = NULL WHERE customer_id = $1").bind(id),
+                    Channel::Sms => sqlx::query("UPDATE customers SET phone_status = $2 WHERE customer_id = $1").bind(id).bind(&b.reason),
+                    Channel::Email => sqlx::query("UPDATE customers SET email_status = $2 WHERE customer_id = $1").bind(id).bind(&b.reason),
+                };
+                query.execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });

@@ -42,6 +42,8 @@ impl Store {
                 q.push(
                     " ON CONFLICT (customer_id) DO UPDATE SET name = excluded.name, lon = excluded.lon, \
                      lat = excluded.lat, phone = excluded.phone, email = excluded.email, \
+                     phone_status = CASE WHEN customers.phone IS NOT DISTINCT FROM excluded.phone THEN customers.phone_status END, \
+                     email_status = CASE WHEN customers.email IS NOT DISTINCT FROM excluded.email THEN customers.email_status END, \
                      push_token = excluded.push_token, language = excluded.language, channels = excluded.channels, \
                      quiet_hours = excluded.quiet_hours, timezone = excluded.timezone, critical = excluded.critical, \
                      feeder = excluded.feeder, service_point = excluded.service_point, updated_at = excluded.updated_at",

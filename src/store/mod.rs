@@ -17,7 +17,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use delivery::{ClaimedNotice, ContactRow, NoticeOutcome, NoticeView};
+pub use delivery::{BadContact, ClaimedNotice, ContactRow, NoticeOutcome, NoticeView};
 pub use events::{EventRecord, EventStatus, StoredEvent};
 pub use faults::{BatchWrite, FaultRow, MemberOp};
 pub use notices::{EpisodeEnd, EpisodeStart, NoticeIntent, Suppression};

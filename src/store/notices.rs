@@ -24,6 +24,9 @@ pub struct NoticeIntent {
     pub customer_id: String,
     pub episode_started_at: i64,
     pub kind: &'static str,
+    /// Tells apart several notices of one kind in one episode: the ETR announced, the advance
+    /// offset of a planned notice; empty for the rest.
+    pub variant: String,
     pub fault_id: String,
     /// 0 is sent first: critical customers, then outage notices, then the rest.
     pub priority: i64,
@@ -91,6 +94,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Creates notices outside an ingest batch (scheduled jobs); returns how many were new.
+    pub async fn create_notices(
+        &self,
+        notices: &[NoticeIntent],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let created = on_pool!(self, pool, Db => {
+            let mut tx = pool.begin().await?;
+            let created = insert_notices!(tx, Db, notices, now);
+            tx.commit().await?;
+            created
+        });
+        Ok(created)
+    }
+
     /// (customer, start) of every open outage episode.
     pub async fn open_episodes(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let sql = "SELECT customer_id, started_at FROM outage_episodes WHERE ended_at IS NULL";
@@ -121,18 +139,7 @@ macro_rules! write_notices {
             q.push(") AS v WHERE outage_episodes.customer_id = v.column1 AND outage_episodes.ended_at IS NULL");
             q.build().execute(&mut *$tx).await?;
         }
-        for chunk in $w.notices.chunks($crate::store::CHUNK_ROWS / 2) {
-            let mut q = sqlx::QueryBuilder::<$db>::new(
-                "INSERT INTO notices (customer_id, episode_started_at, kind, fault_id, state, priority, due_at, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut b, n| {
-                b.push_bind(n.customer_id.clone()).push_bind(n.episode_started_at).push_bind(n.kind)
-                    .push_bind(n.fault_id.clone()).push_bind("queued").push_bind(n.priority).push_bind(n.due_at)
-                    .push_bind($w.now).push_bind($w.now);
-            });
-            q.push(" ON CONFLICT (customer_id, episode_started_at, kind) DO NOTHING");
-            q.build().execute(&mut *$tx).await?;
-        }
+        $crate::store::notices::insert_notices!($tx, $db, &$w.notices, $w.now);
         for s in &$w.suppressions {
             for chunk in s.pairs.chunks($crate::store::CHUNK_ROWS) {
                 let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notices SET state = 'suppressed', reason = ");
@@ -150,3 +157,25 @@ macro_rules! write_notices {
     }};
 }
 pub(crate) use write_notices;
+
+/// Inserts notice rows, many per statement, skipping any that exist; evaluates to the number
+/// created.
+macro_rules! insert_notices {
+    ($tx:expr, $db:ty, $notices:expr, $now:expr) => {{
+        let mut created: u64 = 0;
+        for chunk in $notices.chunks($crate::store::CHUNK_ROWS / 2) {
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO notices (customer_id, episode_started_at, kind, variant, fault_id, state, priority, due_at, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut b, n| {
+                b.push_bind(n.customer_id.clone()).push_bind(n.episode_started_at).push_bind(n.kind)
+                    .push_bind(n.variant.clone()).push_bind(n.fault_id.clone()).push_bind("queued")
+                    .push_bind(n.priority).push_bind(n.due_at).push_bind($now).push_bind($now);
+            });
+            q.push(" ON CONFLICT (customer_id, episode_started_at, kind, variant) DO NOTHING");
+            created += q.build().execute(&mut *$tx).await?.rows_affected();
+        }
+        created
+    }};
+}
+pub(crate) use insert_notices;

@@ -1,0 +1,38 @@
+//! What the HTTP channels (SMS, push, webhook) share: one client setup and the reading of
+//! `Retry-After`.
+
+use std::time::Duration;
+
+use super::ChannelError;
+
+/// A client with the channel's timeout; rustls, so no system OpenSSL is needed.
+pub fn client(timeout_secs: u64) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(timeout_secs.max(1)))
+        .build()
+}
+
+/// A request that never got an answer: worth retrying. The URL is left out because some
+/// providers put account ids in it.
+pub fn unreachable(what: &str, e: reqwest::Error) -> ChannelError {
+    ChannelError::transient(format!("{what} unreachable: {}", e.without_url()))
+}
+
+/// 429 and 5xx mean "later"; the provider's `Retry-After` (seconds) is honoured.
+pub fn transient_status(what: &str, response: &reqwest::Response) -> Option<ChannelError> {
+    let status = response.status();
+    (status.as_u16() == 429 || status.is_server_error()).then(|| ChannelError::Transient {
+        reason: format!("{what} said {status}"),
+        retry_after: retry_after(response),
+    })
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from these providers and ignored).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}

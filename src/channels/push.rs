@@ -1,0 +1,100 @@
+//! App push over Firebase Cloud Messaging HTTP v1.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{http, ChannelError, Outbound};
+use crate::config::PushSettings;
+
+/// An FCM HTTP v1 sender with a bearer token from configuration.
+#[derive(Debug, Clone)]
+pub struct PushChannel {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct Accepted {
+    name: String,
+}
+
+/// FCM's error document: `{"error": {"code", "message", "status", "details": [{"errorCode"}]}}`.
+#[derive(Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default)]
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorDetail {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    details: Vec<Detail>,
+}
+
+#[derive(Deserialize)]
+struct Detail {
+    #[serde(rename = "errorCode", default)]
+    error_code: String,
+}
+
+impl PushChannel {
+    pub fn new(s: &PushSettings) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            client: http::client(s.timeout_secs)?,
+            url: format!(
+                "{}/v1/projects/{}/messages:send",
+                s.base_url.trim_end_matches('/'),
+                s.project_id
+            ),
+            token: s.token.expose().to_owned(),
+        })
+    }
+
+    /// Sends one push message; FCM's message name on success.
+    pub async fn send(&self, n: &Outbound) -> Result<String, ChannelError> {
+        let body = json!({
+            "message": {
+                "token": n.address,
+                "notification": { "title": n.title, "body": n.body },
+                "data": { "fault_id": n.fault_id, "kind": n.kind, "notice_id": n.notice_id.to_string() },
+                "android": { "priority": "high" },
+            }
+        });
+        let response = self
+            .client
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| http::unreachable("push provider", e))?;
+        if let Some(e) = http::transient_status("push provider", &response) {
+            return Err(e);
+        }
+        let status = response.status();
+        if status.is_success() {
+            let accepted: Accepted = response.json().await.map_err(|e| {
+                ChannelError::transient(format!("push provider answered without a name: {e}"))
+            })?;
+            return Ok(accepted.name);
+        }
+        let error = response.json::<ErrorBody>().await.unwrap_or_default().error;
+        let codes: Vec<&str> = std::iter::once(error.status.as_str())
+            .chain(error.details.iter().map(|d| d.error_code.as_str()))
+            .collect();
+        let dead_token = (status.as_u16() == 404 && codes.contains(&"UNREGISTERED"))
+            || (status.as_u16() == 400 && codes.contains(&"INVALID_ARGUMENT"));
+        let reason = format!("push {status} {}: {}", error.status, error.message);
+        if dead_token {
+            Err(ChannelError::DeadContact(reason))
+        } else {
+            // 401/403 and the like: our credentials, not the customer's token.
+            Err(ChannelError::Permanent(reason))
+        }
+    }
+}
