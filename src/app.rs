@@ -2,16 +2,19 @@
 //! ([`App::start`]), and stop them in an order that loses nothing ([`Running::shutdown`]).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::{self, ApiState};
 use crate::channels::{SetupError, Transports};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::FaultId;
 use crate::ingest::engine::{Engine, EngineConfig, EngineOutputs};
 use crate::ingest::event::Limits;
 use crate::ingest::mqtt::{self, Link, MqttError};
@@ -33,6 +36,11 @@ pub enum AppError {
     Broker(#[from] crate::broker::BrokerError),
     #[error(transparent)]
     Channels(#[from] SetupError),
+    #[error("cannot listen on api.bind {addr}: {source}")]
+    Api {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// A daemon built from configuration, not yet running.
@@ -43,6 +51,8 @@ pub struct App {
     clock: Clock,
     changes: broadcast::Sender<Arc<OutageChange>>,
     customers_seen_ms: i64,
+    /// Wakes the delivery worker early (receipts asking for a fallback, quiet hours ending).
+    wake: Arc<Notify>,
 }
 
 impl App {
@@ -75,6 +85,7 @@ impl App {
             clock,
             changes,
             customers_seen_ms,
+            wake: Arc::new(Notify::new()),
         })
     }
 
@@ -100,6 +111,7 @@ impl App {
         let s = &self.settings;
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let (dirty_tx, dirty_rx) = mpsc::unbounded_channel();
+        let dirty = dirty_tx.clone();
         let stop_link = CancellationToken::new();
         let link =
             mqtt::spawn_subscriber(&s.mqtt, s.mqtt.topic.clone(), inbound_tx, stop_link.clone())?;
@@ -136,10 +148,15 @@ impl App {
         let stop_status = CancellationToken::new();
         let status_task = tokio::spawn(publisher.run(dirty_rx, stop_status.clone()));
         let stop_delivery = CancellationToken::new();
-        let delivery_task = self
-            .delivery_worker()?
-            .map(|w| tokio::spawn(w.run(stop_delivery.clone())));
+        let delivery_task = self.delivery_worker()?.map(|mut w| {
+            w.dirty = Some(dirty.clone());
+            tokio::spawn(w.run(stop_delivery.clone()))
+        });
+        let (api_addr, stop_api, api_task) = self.start_api(dirty)?;
         Ok(Running {
+            api_addr,
+            stop_api,
+            api_task,
             store: self.store,
             book: self.book,
             subscribed: link.subscribed.clone(),
@@ -154,10 +171,45 @@ impl App {
         })
     }
 
+    /// Binds `api.bind` and serves the HTTP API.
+    fn start_api(
+        &self,
+        dirty: mpsc::UnboundedSender<FaultId>,
+    ) -> Result<(SocketAddr, CancellationToken, JoinHandle<()>), AppError> {
+        let bind = &self.settings.api.bind;
+        let listener = api::bind(bind).map_err(|source| AppError::Api {
+            addr: bind.clone(),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| AppError::Api {
+            addr: bind.clone(),
+            source,
+        })?;
+        let state = ApiState {
+            store: self.store.clone(),
+            book: self.book.clone(),
+            templates: Arc::new(Templates::bundled()),
+            clock: self.clock.clone(),
+            sms_auth_token: self.settings.channels.sms.auth_token.clone(),
+            public_url: self.settings.api.public_url.clone(),
+            wake: self.wake.clone(),
+            dirty,
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(api::serve(listener, api::router(state), stop.clone()));
+        Ok((addr, stop, task))
+    }
+
     /// The delivery worker, when a channel is configured. Without one, notices wait in the
     /// outbox rather than being marked unreachable.
     fn delivery_worker(&self) -> Result<Option<DeliveryWorker>, SetupError> {
-        let worker = delivery_worker(&self.settings, &self.store, &self.book, &self.clock)?;
+        let worker = delivery_worker(
+            &self.settings,
+            &self.store,
+            &self.book,
+            &self.clock,
+            self.wake.clone(),
+        )?;
         if worker.is_none() {
             tracing::info!("no notification channel configured: notices wait in the outbox");
         }
@@ -171,6 +223,7 @@ pub fn delivery_worker(
     store: &Store,
     book: &SharedBook,
     clock: &Clock,
+    wake: Arc<Notify>,
 ) -> Result<Option<DeliveryWorker>, SetupError> {
     let transports = Transports::from_settings(&s.channels)?;
     if transports.is_empty() {
@@ -188,7 +241,8 @@ pub fn delivery_worker(
         concurrency: s.notify.concurrency,
         poll: Duration::from_millis(s.notify.poll_ms),
         clock: clock.clone(),
-        wake: Arc::new(tokio::sync::Notify::new()),
+        wake,
+        dirty: None,
     }))
 }
 
@@ -196,6 +250,10 @@ pub fn delivery_worker(
 pub struct Running {
     pub store: Store,
     pub book: SharedBook,
+    /// Where the HTTP API listens (`api.bind` with port 0 resolved).
+    pub api_addr: SocketAddr,
+    stop_api: CancellationToken,
+    api_task: JoinHandle<()>,
     subscribed: watch::Receiver<bool>,
     link: Link,
     stop_link: CancellationToken,
@@ -225,6 +283,9 @@ impl Running {
     /// Stops in dependency order: ingest finishes its batch (commit, then acks); status
     /// publishes what is still due; then the link carries those packets and disconnects.
     pub async fn shutdown(self) {
+        // No new webhooks first: what they would change must still reach the database.
+        self.stop_api.cancel();
+        let _ = self.api_task.await;
         self.stop_engine.cancel();
         let _ = self.engine_task.await;
         self.stop_status.cancel();

@@ -119,6 +119,10 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     settings.mqtt.embedded = true;
     settings.mqtt.client_id = "faultline-demo".into();
     settings.status.min_interval_ms = 200;
+    if std::net::TcpListener::bind(&settings.api.bind).is_err() {
+        // Another program has the port: any free one will do for a demo.
+        settings.api.bind = "127.0.0.1:0".into();
+    }
 
     println!(
         "faultline demo: embedded MQTT broker, SQLite in {}",
@@ -209,8 +213,13 @@ async fn deliver(
     let log = dir.join("notices.jsonl");
     let mut settings = settings.clone();
     settings.channels.log.path = log.display().to_string();
-    let Some(worker) =
-        crate::app::delivery_worker(&settings, &running.store, &running.book, &Clock::System)?
+    let Some(worker) = crate::app::delivery_worker(
+        &settings,
+        &running.store,
+        &running.book,
+        &Clock::System,
+        Default::default(),
+    )?
     else {
         return Ok(None);
     };

@@ -5,6 +5,7 @@
 //! every SQL statement; [`status`] publishes the retained per-fault documents; [`app`] wires
 //! the tasks together and shuts them down in order.
 
+pub mod api;
 pub mod app;
 pub mod bench;
 pub mod broker;

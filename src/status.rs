@@ -1,7 +1,7 @@
 //! The retained per-fault status document on `{status_topic}/{fault_id}`, published when a fault
 //! changes, at most once per `status.min_interval_ms` per fault, and kept after it closes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -52,6 +52,8 @@ pub struct StatusDoc {
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
     pub notices: NoticeCounts,
+    /// Customers' own outage reports (SMS replies OUT) attributed to this fault.
+    pub customer_reports: u64,
     pub crew: Vec<CrewEntry>,
     pub crew_unfilled: BTreeMap<String, u32>,
     pub updated_at: DateTime<Utc>,
@@ -74,6 +76,7 @@ impl StatusDoc {
             starts_at: fault.starts_at,
             ends_at: fault.ends_at,
             notices: NoticeCounts::default(),
+            customer_reports: 0,
             crew: Vec::new(),
             crew_unfilled: BTreeMap::new(),
             updated_at: now,
@@ -124,6 +127,16 @@ impl StatusPublisher {
             tracing::warn!(error = %e, "cannot read notice counts for the status documents");
             Vec::new()
         });
+        let reports: HashMap<String, i64> = self
+            .store
+            .report_counts(&ids)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read customer reports for the status documents");
+                Vec::new()
+            })
+            .into_iter()
+            .collect();
         let docs: Vec<(String, Vec<u8>)> = {
             let book = self.book.read();
             due.drain()
@@ -133,6 +146,7 @@ impl StatusPublisher {
                 })
                 .filter_map(|mut doc| {
                     doc.notices = NoticeCounts::from_rows(&doc.fault_id, &counts);
+                    doc.customer_reports = reports.get(&doc.fault_id).map_or(0, |&n| n as u64);
                     let topic = format!("{}/{}", self.topic, topic_level(&doc.fault_id));
                     serde_json::to_vec(&doc).ok().map(|body| (topic, body))
                 })

@@ -24,6 +24,7 @@ fn spawn_daemon(settings: &faultline::config::Settings) -> Child {
         // Small batches, so the kill lands between commits as well as inside one.
         .env("FAULTLINE__INGEST__BATCH_SIZE", "4")
         .env("FAULTLINE__LOG__FILTER", "warn")
+        .env("FAULTLINE__API__BIND", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

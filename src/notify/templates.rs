@@ -6,49 +6,18 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-/// The bundled templates: (language, kind, file text).
-const FILES: &[(&str, &str, &str)] = &[
-    (
-        "en",
-        "outage",
-        include_str!("../../templates/en/outage.txt"),
-    ),
-    (
-        "en",
-        "restored",
-        include_str!("../../templates/en/restored.txt"),
-    ),
-    (
-        "de",
-        "outage",
-        include_str!("../../templates/de/outage.txt"),
-    ),
-    (
-        "de",
-        "restored",
-        include_str!("../../templates/de/restored.txt"),
-    ),
-    (
-        "ru",
-        "outage",
-        include_str!("../../templates/ru/outage.txt"),
-    ),
-    (
-        "ru",
-        "restored",
-        include_str!("../../templates/ru/restored.txt"),
-    ),
-    (
-        "zh",
-        "outage",
-        include_str!("../../templates/zh/outage.txt"),
-    ),
-    (
-        "zh",
-        "restored",
-        include_str!("../../templates/zh/restored.txt"),
-    ),
-];
+/// Every bundled template file, as (language, kind, text).
+macro_rules! bundle {
+    ($($lang:literal),* ; $kinds:tt) => { &[$(bundle!(@lang $lang $kinds)),*] };
+    (@lang $lang:literal [$($kind:literal),*]) => {
+        &[$(($lang, $kind, include_str!(concat!("../../templates/", $lang, "/", $kind, ".txt")))),*]
+    };
+}
+
+/// The notice kinds (and `replies`, the answers to inbound SMS) of each bundled language.
+const FILES: &[&[(&str, &str, &str)]] = bundle!("en", "de", "ru", "zh"; [
+    "outage", "restored", "etr_update", "etr_passed", "planned", "planned_cancelled", "replies"
+]);
 
 /// What a template is filled with.
 #[derive(Debug, Clone)]
@@ -81,26 +50,51 @@ impl Templates {
     pub fn bundled() -> Self {
         let files = FILES
             .iter()
+            .flat_map(|l| l.iter())
             .map(|(lang, kind, text)| ((lang.to_string(), kind.to_string()), parse(text)))
             .collect();
         Self { files }
     }
 
-    /// Renders `kind` for `language`, falling back as described above.
-    pub fn render(&self, language: &str, kind: &str, ctx: &Context<'_>) -> Option<Rendered> {
+    /// The file of `kind` in `language` or its fallback, with the language found.
+    fn file(&self, language: &str, kind: &str) -> Option<(String, &HashMap<String, String>)> {
         let primary = language.split('-').next().unwrap_or(language);
-        let (language, file) = [language, primary, "en"].into_iter().find_map(|l| {
+        [language, primary, "en"].into_iter().find_map(|l| {
             self.files
                 .get(&(l.to_owned(), kind.to_owned()))
-                .map(|f| (l, f))
-        })?;
+                .map(|f| (l.to_owned(), f))
+        })
+    }
+
+    /// Renders `kind` for `language`, falling back as described above.
+    pub fn render(&self, language: &str, kind: &str, ctx: &Context<'_>) -> Option<Rendered> {
+        let (language, file) = self.file(language, kind)?;
+        let body = self.fill(&language, file.get("body")?, ctx);
+        Some(Rendered {
+            title: self.fill(&language, file.get("title")?, ctx),
+            body,
+            language,
+        })
+    }
+
+    /// An answer to an inbound SMS (`stop`, `start`, `status_out`, …) in the customer's
+    /// language; `ctx` fills the outage details when there are any.
+    pub fn reply(&self, language: &str, key: &str, ctx: Option<&Context<'_>>) -> String {
+        let Some((language, file)) = self.file(language, "replies") else {
+            return String::new();
+        };
+        let text = file.get(key).map(String::as_str).unwrap_or_default();
+        match ctx {
+            Some(ctx) => self.fill(&language, text, ctx),
+            None => text.to_owned(),
+        }
+    }
+
+    /// Fills the placeholders of `text` for a language found by [`Templates::file`].
+    fn fill(&self, language: &str, text: &str, ctx: &Context<'_>) -> String {
         // Cause phrases and the unknown-ETR wording live in the language's outage file.
         let shared = self.files.get(&(language.to_owned(), "outage".to_owned()));
-        let lookup = |key: &str| {
-            file.get(key)
-                .or_else(|| shared.and_then(|s| s.get(key)))
-                .cloned()
-        };
+        let lookup = |key: &str| shared.and_then(|s| s.get(key)).cloned();
         let local = |t: DateTime<Utc>| {
             t.with_timezone(&ctx.timezone)
                 .format("%Y-%m-%d %H:%M %Z")
@@ -114,18 +108,16 @@ impl Templates {
             .map(local)
             .or_else(|| lookup("etr_unknown"))
             .unwrap_or_default();
-        let fill = |text: String| {
-            text.replace("{name}", ctx.name)
-                .replace("{since}", &local(ctx.since))
-                .replace("{until}", &ctx.until.map(local).unwrap_or_default())
-                .replace("{etr}", &etr)
-                .replace("{cause}", &cause)
-        };
-        Some(Rendered {
-            language: language.to_owned(),
-            title: fill(lookup("title")?),
-            body: fill(lookup("body")?),
-        })
+        let until = ctx
+            .until
+            .map(local)
+            .or_else(|| lookup("etr_unknown"))
+            .unwrap_or_default();
+        text.replace("{name}", ctx.name)
+            .replace("{since}", &local(ctx.since))
+            .replace("{until}", &until)
+            .replace("{etr}", &etr)
+            .replace("{cause}", &cause)
     }
 }
 
@@ -193,7 +185,14 @@ mod tests {
         let zh = t.render("zh", "outage", &ctx(None)).unwrap();
         assert!(zh.body.contains("暂未确定"), "{}", zh.body);
         for lang in ["en", "de", "ru", "zh"] {
-            for kind in ["outage", "restored"] {
+            for kind in [
+                "outage",
+                "restored",
+                "etr_update",
+                "etr_passed",
+                "planned",
+                "planned_cancelled",
+            ] {
                 let r = t.render(lang, kind, &ctx(None)).unwrap();
                 assert!(
                     !r.body.contains('{'),
@@ -202,6 +201,30 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn replies_exist_in_every_language() {
+        let t = Templates::bundled();
+        for lang in ["en", "de", "ru", "zh"] {
+            for key in [
+                "stop",
+                "start",
+                "status_out",
+                "status_ok",
+                "out_known",
+                "out_recorded",
+                "help",
+                "unknown",
+            ] {
+                let text = t.reply(lang, key, Some(&ctx(None)));
+                assert!(
+                    !text.is_empty() && !text.contains('{'),
+                    "{lang}/{key}: {text}"
+                );
+            }
+        }
+        assert!(t.reply("tr", "help", None).starts_with("Outage notices"));
     }
 
     #[test]

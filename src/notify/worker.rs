@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{choose, quiet_until, Choice, Contact};
@@ -41,6 +41,8 @@ pub struct DeliveryWorker {
     /// Wakes the worker before its next poll (quiet hours ended, a receipt asked for a
     /// fallback).
     pub wake: Arc<Notify>,
+    /// Faults whose status document should be republished with new notice counts.
+    pub dirty: Option<mpsc::UnboundedSender<FaultId>>,
 }
 
 impl DeliveryWorker {
@@ -139,6 +141,13 @@ impl DeliveryWorker {
         self.store
             .finish_notices(&outcomes, millis(self.clock.now()))
             .await?;
+        if let Some(dirty) = &self.dirty {
+            let faults: std::collections::HashSet<&str> =
+                claimed.iter().map(|n| n.fault_id.as_str()).collect();
+            for id in faults.into_iter().filter_map(|f| FaultId::parse(f).ok()) {
+                let _ = dirty.send(id);
+            }
+        }
         Ok(claimed.len())
     }
 

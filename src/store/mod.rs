@@ -6,6 +6,7 @@ mod delivery;
 mod directory;
 mod events;
 mod faults;
+mod inbound;
 mod notices;
 
 use std::str::FromStr;
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
 pub use delivery::{BadContact, ClaimedNotice, ContactRow, NoticeOutcome, NoticeView};
 pub use events::{EventRecord, EventStatus, StoredEvent};
 pub use faults::{BatchWrite, FaultRow, MemberOp};
+pub use inbound::{ReceiptEffect, Replier};
 pub use notices::{EpisodeEnd, EpisodeStart, NoticeIntent, Suppression};
 
 /// Why the store failed.

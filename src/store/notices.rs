@@ -81,12 +81,12 @@ impl Store {
         let mut out = Vec::new();
         for chunk in fault_ids.chunks(super::CHUNK_ROWS) {
             let rows: Vec<(String, String, i64)> = on_pool!(self, pool, Db => {
-                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT fault_id, state, COUNT(*) FROM notices WHERE fault_id IN (");
+                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT fault_id, CASE WHEN receipt = 'delivered' THEN 'delivered' ELSE state END, COUNT(*) FROM notices WHERE fault_id IN (");
                 let mut list = q.separated(", ");
                 for id in chunk {
                     list.push_bind(id.clone());
                 }
-                q.push(") GROUP BY fault_id, state");
+                q.push(") GROUP BY 1, 2");
                 q.build_query_as().fetch_all(pool).await?
             });
             out.extend(rows);

@@ -70,6 +70,7 @@ pub fn test_settings(prefix: &str, database_url: &str) -> Settings {
     s.mqtt.reconnect_max_ms = 1000;
     s.status.min_interval_ms = 100;
     s.mapping.reload_secs = 1;
+    s.api.bind = "127.0.0.1:0".into();
     s
 }
 

@@ -1,0 +1,134 @@
+//! What arrives from outside after a notice went out: delivery receipts, opt-outs and outage
+//! reports from customers' replies.
+
+use sqlx::Row;
+
+use super::{on_pool, Store, StoreError};
+
+/// A customer reached by an inbound message.
+#[derive(Debug, Clone)]
+pub struct Replier {
+    pub customer_id: String,
+    pub name: String,
+    pub language: String,
+    pub timezone: String,
+}
+
+/// What a delivery receipt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptEffect {
+    /// No notice has this provider id.
+    Unknown,
+    /// Recorded on the notice.
+    Recorded,
+    /// The SMS failed: the notice is queued again for the customer's next channel.
+    FallingBack,
+}
+
+impl Store {
+    /// Customers whose phone is `phone` (E.164), whatever its status.
+    pub async fn customers_by_phone(&self, phone: &str) -> Result<Vec<Replier>, StoreError> {
+        let sql = "SELECT customer_id, name, language, timezone FROM customers WHERE phone = $1 ORDER BY customer_id";
+        let rows = on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(sql).bind(phone).fetch_all(pool).await?;
+            rows.iter().map(|r| Ok(Replier {
+                customer_id: r.try_get(0)?, name: r.try_get(1)?, language: r.try_get(2)?, timezone: r.try_get(3)?,
+            })).collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        Ok(rows)
+    }
+
+    /// STOP (`stopped`) or START for every customer with this phone; START also clears an
+    /// "invalid number" mark, since the number just texted us.
+    pub async fn set_sms_stopped(&self, phone: &str, stopped: bool) -> Result<u64, StoreError> {
+        let sql = if stopped {
+            "UPDATE customers SET phone_status = 'stopped: the customer replied STOP' WHERE phone = $1"
+        } else {
+            "UPDATE customers SET phone_status = NULL WHERE phone = $1"
+        };
+        let n = on_pool!(self, pool, _Db => sqlx::query(sql).bind(phone).execute(pool).await?.rows_affected());
+        Ok(n)
+    }
+
+    /// Records a customer's own outage report.
+    pub async fn record_report(
+        &self,
+        customer_id: &str,
+        fault_id: Option<&str>,
+        source: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO customer_reports (customer_id, fault_id, source, reported_at) VALUES ($1, $2, $3, $4)";
+        on_pool!(self, pool, _Db => sqlx::query(sql).bind(customer_id).bind(fault_id).bind(source).bind(at).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Customer reports per fault, for these faults.
+    pub async fn report_counts(
+        &self,
+        fault_ids: &[String],
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in fault_ids.chunks(super::CHUNK_ROWS) {
+            let rows: Vec<(String, i64)> = on_pool!(self, pool, Db => {
+                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT fault_id, COUNT(*) FROM customer_reports WHERE fault_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.clone());
+                }
+                q.push(") GROUP BY fault_id");
+                q.build_query_as().fetch_all(pool).await?
+            });
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// Applies an SMS delivery receipt. `failed`/`undelivered` on a sent SMS put the notice back
+    /// in the queue with SMS added to its failed channels, so the worker falls back; a receipt
+    /// for a notice that already moved on is only recorded.
+    pub async fn apply_receipt(
+        &self,
+        provider_id: &str,
+        status: &str,
+        error_code: Option<&str>,
+        now: i64,
+    ) -> Result<ReceiptEffect, StoreError> {
+        let failed = matches!(status, "failed" | "undelivered");
+        let reason = format!(
+            "SMS {status} (error {})",
+            error_code.filter(|c| !c.is_empty()).unwrap_or("-")
+        );
+        let fallback = "UPDATE notices SET receipt = $2, state = 'queued', due_at = $3, updated_at = $3, reason = $4, \
+                        failed_channels = CASE WHEN failed_channels = '' THEN 'sms' ELSE failed_channels || '|sms' END \
+                        WHERE provider_id = $1 AND channel = 'sms' AND state = 'sent'";
+        let record = "UPDATE notices SET receipt = $2, updated_at = $3 WHERE provider_id = $1";
+        let effect = on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            let moved = if failed {
+                sqlx::query(fallback).bind(provider_id).bind(status).bind(now).bind(&reason)
+                    .execute(&mut *tx).await?.rows_affected()
+            } else {
+                0
+            };
+            let effect = if moved > 0 {
+                ReceiptEffect::FallingBack
+            } else if sqlx::query(record).bind(provider_id).bind(status).bind(now)
+                .execute(&mut *tx).await?.rows_affected() > 0 {
+                ReceiptEffect::Recorded
+            } else {
+                ReceiptEffect::Unknown
+            };
+            tx.commit().await?;
+            effect
+        });
+        Ok(effect)
+    }
+
+    /// The receipt recorded on a notice (tests, inspection).
+    pub async fn receipt_of(&self, notice_id: i64) -> Result<Option<String>, StoreError> {
+        let sql = "SELECT receipt FROM notices WHERE id = $1";
+        let r = on_pool!(self, pool, _Db => sqlx::query_scalar::<_, Option<String>>(sql).bind(notice_id).fetch_optional(pool).await?);
+        Ok(r.flatten())
+    }
+}

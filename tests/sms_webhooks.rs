@@ -1,0 +1,243 @@
+//! Twilio's webhooks against the running daemon: signed delivery receipts (a failed SMS falls
+//! back to the next channel) and inbound replies STOP/START/STATUS/OUT/help answered as TwiML;
+//! unsigned or wrongly signed requests are refused and change nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::*;
+use faultline::app::App;
+use faultline::clock::Clock;
+use faultline::config::Secret;
+use hmac::{Hmac, Mac};
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const MESSAGES: &str = "/2010-04-01/Accounts/AC9/Messages.json";
+const TOKEN: &str = "twilio-auth-token";
+
+const CUSTOMERS: &str = "customer_id,name,lon,lat,phone,email,push_token,language,channels,quiet_hours,timezone,critical,feeder,service_point\n\
+    W1,A. Delivered,11.80,53.40,+4915100000011,w1@example.net,,en,sms|email,,Europe/Berlin,,TS-1,TS-1 Bus 1\n\
+    W2,B. Undelivered,11.80,53.40,+4915100000012,w2@example.net,,de,sms|email,,Europe/Berlin,,TS-1,TS-1 Bus 2\n\
+    W3,C. Elsewhere,11.80,53.40,+4915100000013,,,ru,sms,,Europe/Berlin,,TS-2,TS-2 Bus 1\n";
+
+async fn twilio() -> MockServer {
+    let server = MockServer::start().await;
+    for (n, sid) in [("11", "SMW1"), ("12", "SMW2")] {
+        Mock::given(method("POST"))
+            .and(path(MESSAGES))
+            .and(body_string_contains(format!("To=%2B49151000000{n}")))
+            .respond_with(
+                ResponseTemplate::new(201)
+                    .set_body_json(serde_json::json!({"sid": sid, "status": "queued"})),
+            )
+            .mount(&server)
+            .await;
+    }
+    server
+}
+
+/// Twilio's scheme, written here independently of the daemon's code.
+fn sign(url: &str, params: &[(&str, &str)]) -> String {
+    let mut sorted = params.to_vec();
+    sorted.sort();
+    let mut data = url.to_owned();
+    for (k, v) in sorted {
+        data.push_str(k);
+        data.push_str(v);
+    }
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(TOKEN.as_bytes()).unwrap();
+    mac.update(data.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+struct Webhooks {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Webhooks {
+    async fn post(
+        &self,
+        hook: &str,
+        params: &[(&str, &str)],
+        signature: Option<&str>,
+    ) -> (u16, String) {
+        let url = format!("{}/webhooks/sms/{hook}", self.base);
+        let mut request = self.http.post(&url).form(params);
+        let good = sign(&url, params);
+        if let Some(sig) = signature.map(|s| if s == "good" { good.as_str() } else { s }) {
+            request = request.header("X-Twilio-Signature", sig);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn reply(&self, from: &str, body: &str) -> String {
+        let (status, text) = self
+            .post(
+                "inbound",
+                &[("From", from), ("Body", body), ("To", "+4915000000000")],
+                Some("good"),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+        assert!(
+            text.starts_with("<?xml") && text.contains("<Response><Message>"),
+            "TwiML: {text}"
+        );
+        text
+    }
+}
+
+async fn receipts_and_replies(backend: Backend) {
+    let server = twilio().await;
+    let (prefix, url, dir, store) = database_with(backend, CUSTOMERS).await;
+    let mut settings = test_settings(&prefix, &url);
+    settings.channels.sms.base_url = server.uri();
+    settings.channels.sms.account_sid = "AC9".into();
+    settings.channels.sms.auth_token = Secret::new(TOKEN);
+    settings.channels.sms.from = "+4915000000000".into();
+    settings.channels.log.path = dir.path().join("email.jsonl").display().to_string();
+    settings.notify.poll_ms = 50;
+    let mut running = App::build(settings.clone(), Clock::System)
+        .await
+        .unwrap()
+        .start()
+        .unwrap();
+    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+    let hooks = Webhooks {
+        base: format!("http://{}", running.api_addr),
+        http: reqwest::Client::new(),
+    };
+    let event = br#"{"v":1,"event_id":"w1","fault_id":"W-1","kind":"detected","occurred_at":"2026-11-23T14:00:00Z","cause":"storm","etr":"2026-11-23T20:00:00Z","devices":["TS-1"]}"#;
+    let topic = format!("{prefix}/faultline/v1/events/test/W-1");
+    faultline::ingest::publish::publish_all(&settings.mqtt, vec![(topic, event.to_vec())])
+        .await
+        .unwrap();
+    wait_for_notices(&store, "W-1", "outage", "sent", 2).await;
+    let w1 = store.notices_of("W1", "outage").await.unwrap().remove(0);
+    let w2 = store.notices_of("W2", "outage").await.unwrap().remove(0);
+    assert_eq!(
+        (w1.provider_id.as_deref(), w2.provider_id.as_deref()),
+        (Some("SMW1"), Some("SMW2"))
+    );
+
+    // Refused: no signature, a wrong one, a signature over other parameters.
+    let undelivered = [
+        ("MessageSid", "SMW2"),
+        ("MessageStatus", "undelivered"),
+        ("ErrorCode", "30003"),
+    ];
+    for sig in [
+        None,
+        Some("AAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        Some(sign("http://elsewhere/", &undelivered).as_str()),
+    ] {
+        let (status, why) = hooks.post("status", &undelivered, sig).await;
+        assert_eq!(status, 403, "{why}");
+        assert!(why.contains("X-Twilio-Signature"), "{why}");
+    }
+    assert_eq!(
+        store.receipt_of(w2.id).await.unwrap(),
+        None,
+        "nothing changed"
+    );
+
+    // Delivered is recorded; undelivered falls back to e-mail.
+    let (status, _) = hooks
+        .post(
+            "status",
+            &[("MessageSid", "SMW1"), ("MessageStatus", "delivered")],
+            Some("good"),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = hooks.post("status", &undelivered, Some("good")).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        store.receipt_of(w1.id).await.unwrap().as_deref(),
+        Some("delivered")
+    );
+    eventually("W2 falls back to e-mail", || {
+        let store = store.clone();
+        async move {
+            let n = store.notices_of("W2", "outage").await.unwrap().remove(0);
+            n.state == "sent" && n.channel.as_deref() == Some("email")
+        }
+    })
+    .await;
+    let w2 = store.notices_of("W2", "outage").await.unwrap().remove(0);
+    assert_eq!(w2.failed_channels, "sms");
+    assert_eq!(
+        store.notices_per_customer("outage").await.unwrap().len(),
+        2,
+        "no new notice rows"
+    );
+
+    // STATUS: out (with the ETR in local time) or not.
+    let status_w1 = hooks.reply("+4915100000011", "status").await;
+    assert!(
+        status_w1.contains("has been out since") && status_w1.contains("21:00 CET"),
+        "{status_w1}"
+    );
+    let status_w3 = hooks.reply("+4915100000013", "STATUS").await;
+    assert!(status_w3.contains("Нам не известно"), "{status_w3}");
+
+    // OUT: recorded against the fault covering the customer, or none.
+    let out_w2 = hooks.reply("+4915100000012", "out").await;
+    assert!(
+        out_w2.contains("Danke") && out_w2.contains("bekannt"),
+        "{out_w2}"
+    );
+    let out_w3 = hooks
+        .reply("+4915100000013", "OUT no power since noon")
+        .await;
+    assert!(out_w3.contains("Спасибо"), "{out_w3}");
+    assert_eq!(
+        store.report_counts(&["W-1".to_owned()]).await.unwrap(),
+        vec![("W-1".to_owned(), 1)]
+    );
+
+    // STOP and START.
+    let stop = hooks.reply("+4915100000012", "Stop").await;
+    assert!(stop.contains("START"), "{stop}");
+    let phone = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .contacts(&[id.to_owned()])
+                .await
+                .unwrap()
+                .remove(0)
+                .phone
+        }
+    };
+    assert_eq!(phone("W2").await, None, "STOP'd number skipped");
+    hooks.reply("+4915100000012", "START").await;
+    assert_eq!(phone("W2").await.as_deref(), Some("+4915100000012"));
+
+    // Help, and a number nobody registered.
+    let help = hooks.reply("+4915100000011", "what is going on?").await;
+    assert!(help.contains("STATUS") && help.contains("OUT"), "{help}");
+    let stranger = hooks.reply("+4915199999999", "STOP").await;
+    assert!(stranger.contains("not registered"), "{stranger}");
+    let (status, _) = hooks
+        .post(
+            "inbound",
+            &[("From", "+4915100000012"), ("Body", "STOP")],
+            Some("bad"),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        phone("W2").await.as_deref(),
+        Some("+4915100000012"),
+        "the forged STOP changed nothing"
+    );
+    running.shutdown().await;
+}
+
+both_backends!(receipts_and_replies);
