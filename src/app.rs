@@ -18,6 +18,7 @@ use crate::domain::FaultId;
 use crate::ingest::engine::{Engine, EngineConfig, EngineOutputs};
 use crate::ingest::event::Limits;
 use crate::ingest::mqtt::{self, Link, MqttError};
+use crate::notify::jobs::Jobs;
 use crate::notify::templates::Templates;
 use crate::notify::worker::DeliveryWorker;
 use crate::outage::OutageChange;
@@ -127,6 +128,7 @@ impl App {
                 batch_size: s.ingest.batch_size,
                 deadletter_topic: s.mqtt.deadletter_topic.clone(),
                 reload_every: Duration::from_secs(s.mapping.reload_secs),
+                etr_change: Duration::from_secs(s.notify.etr_change_minutes * 60),
             },
             EngineOutputs {
                 dirty: dirty_tx,
@@ -153,7 +155,19 @@ impl App {
             tokio::spawn(w.run(stop_delivery.clone()))
         });
         let (api_addr, stop_api, api_task) = self.start_api(dirty)?;
+        let jobs = Arc::new(Jobs::new(
+            s,
+            self.store.clone(),
+            self.book.clone(),
+            self.clock.clone(),
+            self.wake.clone(),
+        ));
+        let stop_jobs = CancellationToken::new();
+        let jobs_task = tokio::spawn(run_jobs(jobs.clone(), s.clone(), stop_jobs.clone()));
         Ok(Running {
+            jobs,
+            stop_jobs,
+            jobs_task,
             api_addr,
             stop_api,
             api_task,
@@ -254,6 +268,10 @@ pub struct Running {
     pub api_addr: SocketAddr,
     stop_api: CancellationToken,
     api_task: JoinHandle<()>,
+    /// The scheduled jobs, callable directly (tests step them on a manual clock).
+    pub jobs: Arc<Jobs>,
+    stop_jobs: CancellationToken,
+    jobs_task: JoinHandle<()>,
     subscribed: watch::Receiver<bool>,
     link: Link,
     stop_link: CancellationToken,
@@ -286,6 +304,8 @@ impl Running {
         // No new webhooks first: what they would change must still reach the database.
         self.stop_api.cancel();
         let _ = self.api_task.await;
+        self.stop_jobs.cancel();
+        let _ = self.jobs_task.await;
         self.stop_engine.cancel();
         let _ = self.engine_task.await;
         self.stop_status.cancel();
@@ -304,6 +324,20 @@ impl Running {
         }
         self.store.close().await;
         tracing::info!("stopped");
+    }
+}
+
+/// Owns the job scheduler until `stop`.
+async fn run_jobs(jobs: Arc<Jobs>, settings: Settings, stop: CancellationToken) {
+    match crate::notify::jobs::schedule(jobs, &settings).await {
+        Ok(mut scheduler) => {
+            stop.cancelled().await;
+            if let Err(e) = scheduler.shutdown().await {
+                tracing::warn!(error = %e, "job scheduler did not stop cleanly");
+            }
+        }
+        // Validation checked the expressions; this is the scheduler failing to start at all.
+        Err(e) => tracing::error!(error = %e, "scheduled jobs are not running"),
     }
 }
 

@@ -397,7 +397,8 @@ impl Settings {
             ("schedule.retry_sweeper", &s.retry_sweeper),
             ("schedule.retention_purge", &s.retention_purge),
         ] {
-            if expr.split_whitespace().count() != 6 {
+            let parsed = tokio_cron_scheduler::Job::new(expr.as_str(), |_, _| {});
+            if expr.split_whitespace().count() != 6 || parsed.is_err() {
                 return Err(invalid(
                     key,
                     "must be a cron expression with six fields (sec min hour dom month dow)",
@@ -467,6 +468,28 @@ mod tests {
         s.mqtt.status_topic = "a/#".into();
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("mqtt.status_topic"), "{err}");
+        type Breaker = fn(&mut Settings);
+        let cases: [(&str, Breaker); 4] = [
+            ("schedule.retention_purge", |s| {
+                s.schedule.retention_purge = "0 61 * * * *".into()
+            }),
+            ("channels.email.tls", |s| {
+                s.channels.email.host = "smtp.example".into();
+                s.channels.email.tls = "ssl".into();
+            }),
+            ("channels.push.project_id", |s| {
+                s.channels.push.base_url = "https://fcm.googleapis.com".into()
+            }),
+            ("notify.planned_offsets_hours", |s| {
+                s.notify.planned_offsets_hours = vec![48, 0]
+            }),
+        ];
+        for (key, break_it) in cases {
+            let mut s = Settings::defaults();
+            break_it(&mut s);
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -53,14 +53,6 @@ async fn start_with_log(backend: Backend, log: &std::path::Path) -> TestApp {
     app
 }
 
-fn read_lines(log: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 async fn notices_go_out_once_on_the_right_channel_in_the_right_language(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("notices.jsonl");

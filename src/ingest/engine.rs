@@ -19,8 +19,7 @@ use crate::domain::FaultId;
 use crate::outage::{Applied, OutageBook, OutageChange};
 use crate::shared::SharedBook;
 use crate::store::{
-    millis, BatchWrite, EpisodeEnd, EpisodeStart, EventRecord, EventStatus, FaultRow, MemberOp,
-    NoticeIntent, Store, StoreError, Suppression,
+    millis, BatchWrite, EventRecord, EventStatus, FaultRow, MemberOp, Store, StoreError,
 };
 
 /// What the engine needs besides the store and the book.
@@ -30,6 +29,8 @@ pub struct EngineConfig {
     pub batch_size: usize,
     pub deadletter_topic: String,
     pub reload_every: Duration,
+    /// An ETR move at least this large is announced (`notify.etr_change_minutes`).
+    pub etr_change: Duration,
 }
 
 /// Outputs of the engine, for the status publisher and whoever else listens.
@@ -68,6 +69,7 @@ pub struct Engine {
 /// What a batch will write, built while applying it to the book.
 #[derive(Default)]
 struct Pending {
+    etr_change: chrono::Duration,
     write: BatchWrite,
     touched: Vec<FaultId>,
     changes: Vec<OutageChange>,
@@ -187,7 +189,7 @@ impl Engine {
             .map(|e| e.event_id.as_str().to_owned())
             .collect();
         let mut seen = self.store.accepted_event_ids(&ids).await?;
-        let mut pending = Pending::default();
+        let mut pending = Pending::new(self.config.etr_change);
         for (msg, parsed) in batch.iter().zip(parsed) {
             match parsed {
                 Err(rejection) => pending.reject(msg, rejection, now),
@@ -334,7 +336,7 @@ impl Engine {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut pending = Pending::default();
+        let mut pending = Pending::new(self.config.etr_change);
         {
             let book = self.book.read();
             for change in changes {
@@ -442,68 +444,17 @@ impl Pending {
                 at,
             });
         }
-        self.plan_notices(&change, book);
+        crate::notify::intents::plan(&change, book, self.etr_change, &mut self.write);
         self.touched.push(change.fault_id.clone());
         self.changes.push(change);
     }
 }
 
 impl Pending {
-    /// Episodes and notice intents for a change: one outage notice per episode, due after the
-    /// momentary delay; one restoration notice when the episode ends, unless it was momentary,
-    /// in which case the queued outage notice is suppressed instead. Critical customers come
-    /// first (priority 0), then outage notices (1), then the rest (2).
-    fn plan_notices(&mut self, change: &OutageChange, book: &OutageBook) {
-        let customer = |c: u32| book.index().get(c);
-        let delay = book.momentary_delay();
-        let (at, fault_id) = (millis(change.at), change.fault_id.as_str());
-        for &(c, started) in &change.episodes_started {
-            let (id, start) = (customer(c).id.as_str().to_owned(), millis(started));
-            let starts = EpisodeStart {
-                customer_id: id.clone(),
-                started_at: start,
-                fault_id: fault_id.to_owned(),
-            };
-            self.write.episode_starts.push(starts);
-            self.write.notices.push(NoticeIntent {
-                customer_id: id,
-                episode_started_at: start,
-                kind: "outage",
-                variant: String::new(),
-                fault_id: fault_id.to_owned(),
-                priority: if customer(c).critical { 0 } else { 1 },
-                due_at: millis(started + delay),
-            });
-        }
-        let mut momentary = Vec::new();
-        for &(c, started) in &change.episodes_ended {
-            let (id, start) = (customer(c).id.as_str().to_owned(), millis(started));
-            let end = EpisodeEnd {
-                customer_id: id.clone(),
-                ended_at: at,
-            };
-            self.write.episode_ends.push(end);
-            if change.at - started < delay {
-                momentary.push((id, start));
-                continue;
-            }
-            self.write.notices.push(NoticeIntent {
-                customer_id: id,
-                episode_started_at: start,
-                kind: "restored",
-                variant: String::new(),
-                fault_id: fault_id.to_owned(),
-                priority: if customer(c).critical { 0 } else { 2 },
-                due_at: at,
-            });
-        }
-        if !momentary.is_empty() {
-            let suppression = Suppression {
-                pairs: momentary,
-                kind: "outage",
-                reason: "momentary",
-            };
-            self.write.suppressions.push(suppression);
+    fn new(etr_change: Duration) -> Self {
+        Self {
+            etr_change: chrono::Duration::from_std(etr_change).unwrap_or(chrono::Duration::MAX),
+            ..Self::default()
         }
     }
 }

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{choose, quiet_until, Choice, Contact};
+use super::supersede::{self, Facts, Notice};
 use super::templates::{Context, Templates};
 use crate::channels::{ChannelError, Outbound, Transports};
 use crate::clock::Clock;
@@ -18,9 +19,6 @@ use crate::shared::SharedBook;
 use crate::store::{
     from_millis, millis, BadContact, ClaimedNotice, ContactRow, NoticeOutcome, Store, StoreError,
 };
-
-/// How long a notice may stay `sending` before it counts as interrupted.
-const STALE_SENDING: Duration = Duration::from_secs(60);
 
 /// Sends the outbox.
 pub struct DeliveryWorker {
@@ -48,12 +46,12 @@ pub struct DeliveryWorker {
 impl DeliveryWorker {
     /// Runs until `stop`; the batch in hand is finished first.
     pub async fn run(self, stop: CancellationToken) {
-        let mut since_recovery = Duration::MAX;
-        loop {
-            if since_recovery >= STALE_SENDING {
-                self.recover_interrupted().await;
-                since_recovery = Duration::ZERO;
-            }
+        // A crash may have left notices `sending`: settle them before anything else (later
+        // ones are the retry sweeper's job).
+        if let Err(e) = super::jobs::fail_stale_sends(&self.store, self.clock.now()).await {
+            tracing::error!(error = %e, "cannot check for interrupted notices");
+        }
+        while !stop.is_cancelled() {
             let busy = match self.step().await {
                 Ok(n) => n > 0,
                 Err(e) => {
@@ -67,30 +65,10 @@ impl DeliveryWorker {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.poll) => since_recovery = since_recovery.saturating_add(self.poll),
-            }
-            if stop.is_cancelled() {
-                break;
+                _ = tokio::time::sleep(self.poll) => {}
             }
         }
         tracing::info!("delivery worker stopped");
-    }
-
-    async fn recover_interrupted(&self) {
-        let now = self.clock.now();
-        let stale = now - chrono::Duration::from_std(STALE_SENDING).unwrap_or_default();
-        match self
-            .store
-            .fail_interrupted_notices(millis(now), millis(stale))
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                count = n,
-                "notices interrupted while sending were not resent"
-            ),
-            Err(e) => tracing::error!(error = %e, "cannot check for interrupted notices"),
-        }
     }
 
     /// One batch: returns how many notices it handled.
@@ -112,10 +90,13 @@ impl DeliveryWorker {
             .map(|c| (c.customer_id.clone(), contact(c)))
             .collect();
         let enabled = self.transports.carries();
+        let siblings = self.siblings(&claimed).await?;
         let mut outcomes = Vec::with_capacity(claimed.len());
         let mut outbound = Vec::new();
         for notice in &claimed {
-            match self.prepare(notice, contacts.get(&notice.customer_id), &enabled) {
+            let key = (notice.customer_id.clone(), notice.episode_started_at);
+            let related = siblings.get(&key).map_or(&[][..], Vec::as_slice);
+            match self.prepare(notice, contacts.get(&notice.customer_id), related, &enabled) {
                 Prepared::Send(message) => outbound.push(message),
                 Prepared::Done(outcome) => outcomes.push(outcome),
             }
@@ -151,14 +132,38 @@ impl DeliveryWorker {
         Ok(claimed.len())
     }
 
+    /// States of the notices the claimed ones depend on (see [`supersede::reason`]), by
+    /// (customer, episode): one query per kind.
+    async fn siblings(
+        &self,
+        claimed: &[ClaimedNotice],
+    ) -> Result<HashMap<(String, i64), Vec<String>>, StoreError> {
+        let mut out: HashMap<(String, i64), Vec<String>> = HashMap::new();
+        for (kind, related) in [("etr_update", "outage"), ("planned_cancelled", "planned")] {
+            let pairs: Vec<(String, i64)> = claimed
+                .iter()
+                .filter(|n| n.kind == kind)
+                .map(|n| (n.customer_id.clone(), n.episode_started_at))
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            for (c, e, state) in self.store.notice_states_for(&pairs, related).await? {
+                out.entry((c, e)).or_default().push(state);
+            }
+        }
+        Ok(out)
+    }
+
     /// The message for a notice, or the outcome that ends it without sending.
     fn prepare(
         &self,
         n: &ClaimedNotice,
         contact: Option<&Contact>,
+        siblings: &[String],
         enabled: &[Channel],
     ) -> Prepared {
-        match self.try_prepare(n, contact, enabled) {
+        match self.try_prepare(n, contact, siblings, enabled) {
             Ok(message) => Prepared::Send(message),
             Err(outcome) => Prepared::Done(*outcome),
         }
@@ -168,6 +173,7 @@ impl DeliveryWorker {
         &self,
         n: &ClaimedNotice,
         contact: Option<&Contact>,
+        siblings: &[String],
         enabled: &[Channel],
     ) -> Result<Outbound, Box<NoticeOutcome>> {
         let ends = |state, reason: &str| {
@@ -185,9 +191,13 @@ impl DeliveryWorker {
         };
         let contact = contact.ok_or_else(|| ends("failed", "customer no longer exists"))?;
         let facts = self.facts(n);
-        if n.kind == "outage" && facts.episode_over {
-            // The power is already back: the restoration notice tells the whole story.
-            return Err(ends("suppressed", "superseded: power already restored"));
+        let notice = Notice {
+            kind: &n.kind,
+            variant: &n.variant,
+            episode_started_at: n.episode_started_at,
+        };
+        if let Some(why) = supersede::reason(&notice, &facts, siblings, self.clock.now()) {
+            return Err(ends("suppressed", why));
         }
         if let Some(until) = quiet_until(contact, &n.kind, facts.critical_fault, self.clock.now()) {
             let mut wait = ends("queued", "waiting for the end of quiet hours");
@@ -215,17 +225,23 @@ impl DeliveryWorker {
                 return Err(ends("unreachable", "no enabled channel has a contact"))
             }
         };
+        // For planned notices the "episode" is the planned window.
+        let until = if n.kind.starts_with("planned") {
+            facts.ends_at
+        } else {
+            facts.until
+        };
         let ctx = Context {
             name: &contact.name,
             timezone: contact.timezone,
             since: from_millis(n.episode_started_at).unwrap_or_else(|_| self.clock.now()),
-            until: facts.until,
+            until,
             etr: facts.etr,
             cause: &facts.cause,
         };
         let rendered = self
             .templates
-            .render(&contact.language, &n.kind, &ctx)
+            .render(&contact.language, supersede::template_kind(&notice), &ctx)
             .ok_or_else(|| ends("failed", "no template for this kind"))?;
         Ok(Outbound {
             notice_id: n.id,
@@ -321,22 +337,14 @@ impl DeliveryWorker {
             critical_fault: fault
                 .is_some_and(|f| f.severity == crate::ingest::event::Severity::Critical),
             episode_over,
+            fault_state: fault.map(|f| f.state),
             cause: fault.map_or_else(|| "unknown".to_owned(), |f| f.cause.clone()),
             etr: fault.and_then(|f| f.etr),
+            starts_at: fault.and_then(|f| f.starts_at),
+            ends_at: fault.and_then(|f| f.ends_at),
             until: fault.map(|f| f.restored_at.unwrap_or_else(|| self.clock.now())),
         }
     }
-}
-
-/// A claimed notice's fault and episode, as delivery needs them.
-struct Facts {
-    critical_fault: bool,
-    /// The customer is back, or out again in a later episode.
-    episode_over: bool,
-    cause: String,
-    etr: Option<chrono::DateTime<chrono::Utc>>,
-    /// When the outage ended (for restorations; now if the fault is still open).
-    until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What to do with a claimed notice.

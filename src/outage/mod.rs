@@ -67,6 +67,8 @@ pub struct OutageChange {
     /// Outage episodes this change ended: (customer, the episode's start). One per `now_back`.
     pub episodes_ended: Vec<(CustomerIdx, DateTime<Utc>)>,
     pub etr_changed: bool,
+    /// The ETR before this change, when `etr_changed`.
+    pub previous_etr: Option<DateTime<Utc>>,
     pub momentary: bool,
 }
 
@@ -92,6 +94,7 @@ impl OutageChange {
             episodes_started: Vec::new(),
             episodes_ended: Vec::new(),
             etr_changed: false,
+            previous_etr: None,
             momentary: false,
         }
     }
@@ -505,6 +508,7 @@ fn absorb_descriptive(fault: &mut Fault, e: &FaultEvent, change: &mut OutageChan
         fault.severity = severity;
     }
     if e.etr.is_some() && e.etr != fault.etr {
+        change.previous_etr = fault.etr;
         fault.etr = e.etr;
         change.etr_changed = true;
     }

@@ -152,6 +152,32 @@ impl Store {
         Ok(())
     }
 
+    /// (customer, episode, state) of the notices of `kind` for these (customer, episode) pairs.
+    pub async fn notice_states_for(
+        &self,
+        pairs: &[(String, i64)],
+        kind: &str,
+    ) -> Result<Vec<(String, i64, String)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in pairs.chunks(super::CHUNK_ROWS) {
+            let rows: Vec<(String, i64, String)> = on_pool!(self, pool, Db => {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT customer_id, episode_started_at, state FROM notices WHERE kind = ",
+                );
+                q.push_bind(kind.to_owned()).push(" AND (customer_id, episode_started_at) IN (");
+                let mut list = q.separated(", ");
+                for (c, e) in chunk {
+                    list.push("(").push_bind_unseparated(c.clone()).push_unseparated(", ")
+                        .push_bind_unseparated(*e).push_unseparated(")");
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(pool).await?
+            });
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// Remembers contacts a provider called bad: a dead push token is forgotten; a phone or
     /// e-mail address gets a status that makes delivery skip it until it changes.
     pub async fn mark_bad_contacts(&self, bad: &[BadContact]) -> Result<(), StoreError> {

@@ -109,6 +109,15 @@ impl Store {
         Ok(created)
     }
 
+    /// Erases the text of notices created before `before` (the retention purge); the row, its
+    /// state and timing stay for statistics. Notices keep no addresses, so the body (which names
+    /// the customer) is the personal data. Returns how many were erased.
+    pub async fn purge_notice_bodies(&self, before: i64) -> Result<u64, StoreError> {
+        let sql = "UPDATE notices SET body = NULL WHERE created_at < $1 AND body IS NOT NULL";
+        let n = on_pool!(self, pool, _Db => sqlx::query(sql).bind(before).execute(pool).await?.rows_affected());
+        Ok(n)
+    }
+
     /// (customer, start) of every open outage episode.
     pub async fn open_episodes(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let sql = "SELECT customer_id, started_at FROM outage_episodes WHERE ended_at IS NULL";

@@ -419,3 +419,12 @@ pub async fn database_with(
         .unwrap();
     (prefix, url, dir, store)
 }
+
+/// The JSON lines the log channel wrote so far.
+pub fn read_lines(log: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
