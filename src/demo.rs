@@ -228,6 +228,17 @@ async fn deliver(
     for (channel, language, n) in running.store.sent_summary().await? {
         println!("    {channel:<6} {language:<3} {n:>5}");
     }
+    let segments: Vec<String> = running
+        .store
+        .sms_segment_summary()
+        .await?
+        .into_iter()
+        .map(|(segments, n)| format!("{n} × {segments}"))
+        .collect();
+    println!(
+        "    SMS segments (notices × segments): {}",
+        segments.join(", ")
+    );
     for kind in ["outage", "restored"] {
         let suppressed = running
             .store

@@ -69,10 +69,24 @@ impl Templates {
     /// Renders `kind` for `language`, falling back as described above.
     pub fn render(&self, language: &str, kind: &str, ctx: &Context<'_>) -> Option<Rendered> {
         let (language, file) = self.file(language, kind)?;
-        let body = self.fill(&language, file.get("body")?, ctx);
+        let body = self.fill(&language, file.get("body")?, ctx, false);
         Some(Rendered {
-            title: self.fill(&language, file.get("title")?, ctx),
+            title: self.fill(&language, file.get("title")?, ctx, false),
             body,
+            language,
+        })
+    }
+
+    /// Like [`Templates::render`], with the file's short `sms` wording and compact times, so
+    /// the text fits one SMS segment where the language allows.
+    pub fn render_sms(&self, language: &str, kind: &str, ctx: &Context<'_>) -> Option<Rendered> {
+        let (language, file) = self.file(language, kind)?;
+        let Some(short) = file.get("sms") else {
+            return self.render(&language, kind, ctx);
+        };
+        Some(Rendered {
+            title: self.fill(&language, file.get("title")?, ctx, false),
+            body: self.fill(&language, short, ctx, true),
             language,
         })
     }
@@ -85,19 +99,23 @@ impl Templates {
         };
         let text = file.get(key).map(String::as_str).unwrap_or_default();
         match ctx {
-            Some(ctx) => self.fill(&language, text, ctx),
+            Some(ctx) => self.fill(&language, text, ctx, true),
             None => text.to_owned(),
         }
     }
 
     /// Fills the placeholders of `text` for a language found by [`Templates::file`].
-    fn fill(&self, language: &str, text: &str, ctx: &Context<'_>) -> String {
+    fn fill(&self, language: &str, text: &str, ctx: &Context<'_>, compact: bool) -> String {
         // Cause phrases and the unknown-ETR wording live in the language's outage file.
         let shared = self.files.get(&(language.to_owned(), "outage".to_owned()));
         let lookup = |key: &str| shared.and_then(|s| s.get(key)).cloned();
         let local = |t: DateTime<Utc>| {
             t.with_timezone(&ctx.timezone)
-                .format("%Y-%m-%d %H:%M %Z")
+                .format(if compact {
+                    "%d.%m. %H:%M"
+                } else {
+                    "%Y-%m-%d %H:%M %Z"
+                })
                 .to_string()
         };
         let cause = lookup(&format!("cause.{}", ctx.cause))
@@ -197,6 +215,33 @@ mod tests {
                 assert!(
                     !r.body.contains('{'),
                     "{lang}/{kind} left a placeholder: {}",
+                    r.body
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sms_wording_fits_one_segment_where_the_script_allows() {
+        let t = Templates::bundled();
+        let etr = Some("2026-11-23T18:00:00Z".parse().unwrap());
+        for lang in ["en", "de", "ru", "zh"] {
+            for kind in [
+                "outage",
+                "restored",
+                "etr_update",
+                "etr_passed",
+                "planned",
+                "planned_cancelled",
+            ] {
+                let r = t.render_sms(lang, kind, &ctx(etr)).unwrap();
+                let (encoding, segments) = sms_segments(&r.body);
+                assert!(!r.body.contains('{'), "{lang}/{kind}: {}", r.body);
+                // GSM-7 languages fit one segment; UCS-2 (Cyrillic, Chinese) at most two.
+                let limit = if matches!(lang, "en" | "de") { 1 } else { 2 };
+                assert!(
+                    segments <= limit,
+                    "{lang}/{kind}: {encoding} × {segments}: {}",
                     r.body
                 );
             }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{choose, quiet_until, Choice, Contact};
 use super::supersede::{self, Facts, Notice};
-use super::templates::{Context, Templates};
+use super::templates::{sms_segments, Context, Templates};
 use crate::channels::{ChannelError, Outbound, Transports};
 use crate::clock::Clock;
 use crate::domain::{Channel, Email, FaultId, Phone};
@@ -187,6 +187,8 @@ impl DeliveryWorker {
                 reason: Some(reason.to_owned()),
                 due_at: None,
                 failed_channels: None,
+                segments: None,
+                refund_attempt: false,
             })
         };
         let contact = contact.ok_or_else(|| ends("failed", "customer no longer exists"))?;
@@ -202,6 +204,7 @@ impl DeliveryWorker {
         if let Some(until) = quiet_until(contact, &n.kind, facts.critical_fault, self.clock.now()) {
             let mut wait = ends("queued", "waiting for the end of quiet hours");
             wait.due_at = Some(millis(until));
+            wait.refund_attempt = true;
             return Err(wait);
         }
         let failed: Vec<Channel> = n
@@ -239,10 +242,13 @@ impl DeliveryWorker {
             etr: facts.etr,
             cause: &facts.cause,
         };
-        let rendered = self
-            .templates
-            .render(&contact.language, supersede::template_kind(&notice), &ctx)
-            .ok_or_else(|| ends("failed", "no template for this kind"))?;
+        let kind = supersede::template_kind(&notice);
+        let rendered = if channel == Channel::Sms {
+            self.templates.render_sms(&contact.language, kind, &ctx)
+        } else {
+            self.templates.render(&contact.language, kind, &ctx)
+        };
+        let rendered = rendered.ok_or_else(|| ends("failed", "no template for this kind"))?;
         Ok(Outbound {
             notice_id: n.id,
             customer_id: n.customer_id.clone(),
@@ -275,6 +281,8 @@ impl DeliveryWorker {
             reason: None,
             due_at: None,
             failed_channels: None,
+            segments: (m.channel == Channel::Sms).then(|| sms_segments(&m.body).1 as i64),
+            refund_attempt: false,
         };
         let now = self.clock.now();
         let tried = n

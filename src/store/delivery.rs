@@ -49,6 +49,10 @@ pub struct NoticeOutcome {
     pub due_at: Option<i64>,
     /// The notice's failed channels, when they changed.
     pub failed_channels: Option<String>,
+    /// SMS segments the body took.
+    pub segments: Option<i64>,
+    /// The claim did not count as an attempt (it only found the customer's quiet hours).
+    pub refund_attempt: bool,
 }
 
 /// A contact a provider refused for good.
@@ -136,15 +140,35 @@ impl Store {
         outcomes: &[NoticeOutcome],
         now: i64,
     ) -> Result<(), StoreError> {
-        let sql = "UPDATE notices SET state = $1, channel = $2, language = $3, body = $4, provider_id = $5, \
+        // The common case, sent, is one statement per chunk: a fan-out of a million notices is
+        // a million of these.
+        let (sent, other): (Vec<&NoticeOutcome>, Vec<&NoticeOutcome>) = outcomes
+            .iter()
+            .partition(|o| o.state == "sent" && o.due_at.is_none() && o.failed_channels.is_none());
+        let one = "UPDATE notices SET state = $1, channel = $2, language = $3, body = $4, provider_id = $5, \
                    reason = $6, sent_at = CASE WHEN $1 = 'sent' THEN $7 ELSE sent_at END, updated_at = $7, \
-                   due_at = COALESCE($9, due_at), failed_channels = COALESCE($10, failed_channels) WHERE id = $8";
-        on_pool!(self, pool, _Db => {
+                   due_at = COALESCE($9, due_at), failed_channels = COALESCE($10, failed_channels), \
+                   attempts = attempts - $11, segments = $12 WHERE id = $8";
+        on_pool!(self, pool, Db => {
             let mut tx = pool.begin().await?;
-            for o in outcomes {
-                sqlx::query(sql).bind(o.state).bind(o.channel.clone()).bind(o.language.clone()).bind(o.body.clone())
+            for chunk in sent.chunks(super::CHUNK_ROWS / 2) {
+                let mut q = sqlx::QueryBuilder::<Db>::new("UPDATE notices SET state = 'sent', reason = NULL, sent_at = ");
+                q.push_bind(now).push(", updated_at = ").push_bind(now).push(
+                    ", channel = v.column2, language = v.column3, body = v.column4, provider_id = v.column5, \
+                     segments = v.column6 FROM (",
+                );
+                q.push_values(chunk, |mut b, o| {
+                    b.push_bind(o.id).push_bind(o.channel.clone()).push_bind(o.language.clone())
+                        .push_bind(o.body.clone()).push_bind(o.provider_id.clone()).push_bind(o.segments);
+                });
+                q.push(") AS v WHERE notices.id = v.column1");
+                q.build().execute(&mut *tx).await?;
+            }
+            for o in other {
+                sqlx::query(one).bind(o.state).bind(o.channel.clone()).bind(o.language.clone()).bind(o.body.clone())
                     .bind(o.provider_id.clone()).bind(o.reason.clone()).bind(now).bind(o.id)
-                    .bind(o.due_at).bind(o.failed_channels.clone())
+                    .bind(o.due_at).bind(o.failed_channels.clone()).bind(i64::from(o.refund_attempt))
+                    .bind(o.segments)
                     .execute(&mut *tx).await?;
             }
             tx.commit().await?;
@@ -226,6 +250,15 @@ impl Store {
                 attempts: r.try_get(4)?, failed_channels: r.try_get(5)?, reason: r.try_get(6)?,
             })).collect::<Result<Vec<_>, sqlx::Error>>()?
         });
+        Ok(rows)
+    }
+
+    /// (segments, notices) of sent SMS: how many took one segment, two, …
+    pub async fn sms_segment_summary(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+        let sql =
+            "SELECT segments, COUNT(*) FROM notices WHERE state = 'sent' AND channel = 'sms' \
+                   AND segments IS NOT NULL GROUP BY segments ORDER BY segments";
+        let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (i64, i64)>(sql).fetch_all(pool).await?);
         Ok(rows)
     }
 
