@@ -253,6 +253,7 @@ pub fn delivery_worker(
         retry_base: Duration::from_millis(s.notify.retry_base_ms),
         batch_size: s.notify.batch_size,
         concurrency: s.notify.concurrency,
+        stale_sending: Duration::from_secs(s.notify.stale_sending_secs),
         poll: Duration::from_millis(s.notify.poll_ms),
         clock: clock.clone(),
         wake,

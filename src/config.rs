@@ -119,6 +119,7 @@ pub struct NotifySettings {
     pub max_attempts: u32,
     pub retry_base_ms: u64,
     pub concurrency: usize,
+    pub stale_sending_secs: u64,
     pub etr_change_minutes: u64,
     pub planned_offsets_hours: Vec<u32>,
 }
@@ -165,6 +166,7 @@ pub struct EmailSettings {
     pub password: Secret,
     pub from: String,
     pub unsubscribe_url: String,
+    pub pool_size: u32,
     pub timeout_secs: u64,
     pub max_per_second: f64,
 }
@@ -377,6 +379,9 @@ impl Settings {
 
     fn validate_notify(&self) -> Result<(), ConfigError> {
         let n = &self.notify;
+        if n.stale_sending_secs == 0 {
+            return Err(invalid("notify.stale_sending_secs", "must be at least 1"));
+        }
         if !(1..=1024).contains(&n.concurrency) {
             return Err(invalid("notify.concurrency", "must be between 1 and 1024"));
         }

@@ -171,7 +171,7 @@ impl NoticeCounts {
         for (_, state, n) in rows.iter().filter(|(f, _, _)| f == fault_id) {
             let n = *n as u64;
             match state.as_str() {
-                "queued" | "waiting" | "sending" => counts.queued += n,
+                "queued" | "claimed" | "sending" => counts.queued += n,
                 "sent" => counts.sent += n,
                 "delivered" => counts.delivered += n,
                 "suppressed" => counts.suppressed += n,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{ChannelError, Outbound};
@@ -47,7 +48,10 @@ impl EmailChannel {
             // Plain SMTP: a relay on the same host or a test server.
             _ => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
         };
+        // Each SMTP transaction is several round trips on one connection; a deeper pool than
+        // lettre's default of 10 keeps e-mail from holding back a fan-out's waves.
         let mut builder = builder
+            .pool_config(PoolConfig::new().max_size(s.pool_size.max(1)))
             .port(s.port)
             .timeout(Some(Duration::from_secs(s.timeout_secs.max(1))));
         if !s.username.is_empty() {

@@ -204,7 +204,14 @@ impl Transports {
             .collect()
     }
 
-    async fn send_one(&self, n: &Outbound) -> Result<String, ChannelError> {
+    /// Whether notices on `channel` go to the log channel (which takes batches, one fsync each).
+    pub fn is_logged(&self, channel: Channel) -> bool {
+        self.route(channel) == Route::Log
+    }
+
+    /// Sends one notice on its channel's own transport or the webhook (not the log channel),
+    /// after the channel's rate limit allows it.
+    pub async fn send_one(&self, n: &Outbound) -> Result<String, ChannelError> {
         let missing = || ChannelError::Permanent("channel not configured".into());
         match self.route(n.channel) {
             Route::Sms => {

@@ -15,9 +15,6 @@ use crate::outage::{FaultState, OutageBook};
 use crate::shared::SharedBook;
 use crate::store::{millis, NoticeIntent, Store, StoreError};
 
-/// How long a notice may stay `sending` before it counts as interrupted.
-pub const STALE_SENDING: Duration = Duration::from_secs(60);
-
 /// State and settings the jobs share.
 pub struct Jobs {
     pub store: Store,
@@ -28,6 +25,8 @@ pub struct Jobs {
     /// Advance-notice offsets, hours before a planned start, largest first.
     pub planned_offsets_hours: Vec<u32>,
     pub retention_days: u32,
+    /// How long a notice may stay `sending` before it counts as interrupted.
+    pub stale_sending: Duration,
     /// (fault, start or ETR, variant) already turned into notices by this process: the outbox's
     /// unique key makes repeating them harmless, this only saves the work.
     done: Mutex<HashSet<(FaultId, i64, String)>>,
@@ -51,6 +50,7 @@ impl Jobs {
             wake,
             planned_offsets_hours: offsets,
             retention_days: s.retention.days,
+            stale_sending: Duration::from_secs(s.notify.stale_sending_secs),
             done: Mutex::new(HashSet::new()),
         }
     }
@@ -146,7 +146,7 @@ impl Jobs {
     /// Notices left `sending` by a crash may have gone out; at most once means they are marked
     /// failed, not resent. Returns how many.
     pub async fn sweep_interrupted(&self) -> Result<u64, StoreError> {
-        let n = fail_stale_sends(&self.store, self.clock.now()).await?;
+        let n = fail_stale_sends(&self.store, self.clock.now(), self.stale_sending).await?;
         self.wake.notify_one();
         Ok(n)
     }
@@ -158,13 +158,14 @@ impl Jobs {
     }
 }
 
-/// Marks notices `sending` for longer than [`STALE_SENDING`] failed (see
+/// Marks notices `sending` for longer than `stale_sending` failed (see
 /// [`Jobs::sweep_interrupted`]).
 pub async fn fail_stale_sends(
     store: &Store,
     now: chrono::DateTime<chrono::Utc>,
+    stale_sending: Duration,
 ) -> Result<u64, StoreError> {
-    let stale = now - chrono::Duration::from_std(STALE_SENDING).unwrap_or_default();
+    let stale = now - chrono::Duration::from_std(stale_sending).unwrap_or_default();
     let n = store
         .fail_interrupted_notices(millis(now), millis(stale))
         .await?;

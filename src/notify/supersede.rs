@@ -55,7 +55,7 @@ pub fn reason(
     siblings: &[String],
     now: DateTime<Utc>,
 ) -> Option<&'static str> {
-    let pending = |s: &String| s == "queued" || s == "sending";
+    let pending = |s: &String| matches!(s.as_str(), "queued" | "claimed" | "sending");
     match n.kind {
         "outage" | "etr_update" if facts.episode_over => Some("superseded: power already restored"),
         "etr_update" => {

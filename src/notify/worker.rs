@@ -34,6 +34,8 @@ pub struct DeliveryWorker {
     pub batch_size: usize,
     /// Sends in flight at once.
     pub concurrency: usize,
+    /// How long a notice may stay `sending` before it counts as interrupted by a crash.
+    pub stale_sending: Duration,
     pub poll: Duration,
     pub clock: Clock,
     /// Wakes the worker before its next poll (quiet hours ended, a receipt asked for a
@@ -48,7 +50,9 @@ impl DeliveryWorker {
     pub async fn run(self, stop: CancellationToken) {
         // A crash may have left notices `sending`: settle them before anything else (later
         // ones are the retry sweeper's job).
-        if let Err(e) = super::jobs::fail_stale_sends(&self.store, self.clock.now()).await {
+        if let Err(e) =
+            super::jobs::fail_stale_sends(&self.store, self.clock.now(), self.stale_sending).await
+        {
             tracing::error!(error = %e, "cannot check for interrupted notices");
         }
         while !stop.is_cancelled() {
@@ -101,26 +105,21 @@ impl DeliveryWorker {
                 Prepared::Done(outcome) => outcomes.push(outcome),
             }
         }
-        let results = self.transports.send_all(&outbound, self.concurrency).await;
-        let by_id: HashMap<i64, &ClaimedNotice> = claimed.iter().map(|n| (n.id, n)).collect();
-        let mut bad = Vec::new();
-        for (message, result) in outbound.iter().zip(results) {
-            if let Err(ChannelError::DeadContact(reason)) = &result {
-                bad.push(BadContact {
-                    customer_id: message.customer_id.clone(),
-                    channel: message.channel,
-                    reason: reason.clone(),
-                });
-            }
-            if let Some(notice) = by_id.get(&message.notice_id) {
-                outcomes.push(self.outcome(notice, message, result));
-            }
-        }
-        if !bad.is_empty() {
-            self.store.mark_bad_contacts(&bad).await?;
-        }
         self.store
             .finish_notices(&outcomes, millis(self.clock.now()))
+            .await?;
+        let by_id: HashMap<i64, &ClaimedNotice> = claimed.iter().map(|n| (n.id, n)).collect();
+        let (logged, direct): (Vec<Outbound>, Vec<Outbound>) = outbound
+            .into_iter()
+            .partition(|m| self.transports.is_logged(m.channel));
+        let mut finished = self.send_window(direct, &by_id).await?;
+        let mut pending = logged.into_iter().peekable();
+        while pending.peek().is_some() {
+            let wave: Vec<Outbound> = pending.by_ref().take(self.concurrency.max(1)).collect();
+            finished = self.send_wave(finished, wave, &by_id).await?;
+        }
+        self.store
+            .finish_notices(&finished, millis(self.clock.now()))
             .await?;
         if let Some(dirty) = &self.dirty {
             let faults: std::collections::HashSet<&str> =
@@ -130,6 +129,114 @@ impl DeliveryWorker {
             }
         }
         Ok(claimed.len())
+    }
+
+    /// Sends through a sliding window of `concurrency` requests, so one slow request (an SMTP
+    /// relay's delayed ACK) does not hold back the rest. Freed slots are refilled a quarter of
+    /// the window at a time: the refill is one transaction that records the outcomes finished
+    /// so far and marks the next notices `sending` (fenced, as in [`Self::send_wave`]). So a
+    /// crash leaves at most 1¼ windows in doubt. Returns the outcomes not yet recorded.
+    async fn send_window(
+        &self,
+        direct: Vec<Outbound>,
+        claims: &HashMap<i64, &ClaimedNotice>,
+    ) -> Result<Vec<NoticeOutcome>, StoreError> {
+        let window = self.concurrency.max(1);
+        let refill = (window / 4).max(1);
+        let mut queue = direct.into_iter().peekable();
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        let mut finished = Vec::new();
+        let mut bad = Vec::new();
+        loop {
+            let free = window - in_flight.len();
+            if queue.peek().is_some() && (free >= refill || in_flight.is_empty()) {
+                let next: Vec<Outbound> = queue.by_ref().take(free).collect();
+                let fence: Vec<(i64, i64)> = next
+                    .iter()
+                    .filter_map(|m| claims.get(&m.notice_id).map(|n| (n.id, n.attempts)))
+                    .collect();
+                let now = millis(self.clock.now());
+                let ours: std::collections::HashSet<i64> = self
+                    .store
+                    .advance_wave(&std::mem::take(&mut finished), &fence, now)
+                    .await?
+                    .into_iter()
+                    .collect();
+                for m in next.into_iter().filter(|m| ours.contains(&m.notice_id)) {
+                    in_flight.push(async move {
+                        let result = self.transports.send_one(&m).await;
+                        (m, result)
+                    });
+                }
+                continue;
+            }
+            let Some((message, result)) = futures_util::StreamExt::next(&mut in_flight).await
+            else {
+                break;
+            };
+            if let Err(ChannelError::DeadContact(reason)) = &result {
+                bad.push(BadContact {
+                    customer_id: message.customer_id.clone(),
+                    channel: message.channel,
+                    reason: reason.clone(),
+                });
+            }
+            if let Some(notice) = claims.get(&message.notice_id) {
+                finished.push(self.outcome(notice, &message, result));
+            }
+        }
+        if !bad.is_empty() {
+            self.store.mark_bad_contacts(&bad).await?;
+        }
+        Ok(finished)
+    }
+
+    /// Sends one wave of at most `concurrency` notices and returns their outcomes, to be
+    /// recorded with the next wave's mark. The wave is marked `sending` just before its
+    /// requests leave, in the transaction that records the previous wave's outcomes, so a crash
+    /// leaves only one wave in doubt (the rest of the batch is merely `claimed` and goes back in
+    /// the queue). The mark is fenced by the claim's attempt number: a notice that went stale
+    /// and was claimed again by another worker is left to it.
+    async fn send_wave(
+        &self,
+        finished: Vec<NoticeOutcome>,
+        wave: Vec<Outbound>,
+        claims: &HashMap<i64, &ClaimedNotice>,
+    ) -> Result<Vec<NoticeOutcome>, StoreError> {
+        let fence: Vec<(i64, i64)> = wave
+            .iter()
+            .filter_map(|m| claims.get(&m.notice_id).map(|n| (n.id, n.attempts)))
+            .collect();
+        let now = millis(self.clock.now());
+        let ours: std::collections::HashSet<i64> = self
+            .store
+            .advance_wave(&finished, &fence, now)
+            .await?
+            .into_iter()
+            .collect();
+        let wave: Vec<Outbound> = wave
+            .into_iter()
+            .filter(|m| ours.contains(&m.notice_id))
+            .collect();
+        let results = self.transports.send_all(&wave, self.concurrency).await;
+        let mut outcomes = Vec::with_capacity(wave.len());
+        let mut bad = Vec::new();
+        for (message, result) in wave.iter().zip(results) {
+            if let Err(ChannelError::DeadContact(reason)) = &result {
+                bad.push(BadContact {
+                    customer_id: message.customer_id.clone(),
+                    channel: message.channel,
+                    reason: reason.clone(),
+                });
+            }
+            if let Some(notice) = claims.get(&message.notice_id) {
+                outcomes.push(self.outcome(notice, message, result));
+            }
+        }
+        if !bad.is_empty() {
+            self.store.mark_bad_contacts(&bad).await?;
+        }
+        Ok(outcomes)
     }
 
     /// States of the notices the claimed ones depend on (see [`supersede::reason`]), by

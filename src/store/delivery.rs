@@ -5,7 +5,7 @@ use sqlx::Row;
 use super::{on_pool, Store, StoreError};
 use crate::domain::Channel;
 
-/// A notice claimed for sending (its row is `sending` now).
+/// A notice claimed for sending (its row is `claimed` now, `sending` once its request leaves).
 #[derive(Debug, Clone)]
 pub struct ClaimedNotice {
     pub id: i64,
@@ -75,13 +75,76 @@ pub struct NoticeView {
     pub reason: Option<String>,
 }
 
-const CLAIM_SQLITE: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
+const CLAIM_SQLITE: &str = "UPDATE notices SET state = 'claimed', attempts = attempts + 1, updated_at = $1 \
     WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 ORDER BY priority, due_at, id LIMIT $2) \
     RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels, variant";
 // SKIP LOCKED lets several daemons claim from one outbox without waiting on each other.
-const CLAIM_POSTGRES: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
+const CLAIM_POSTGRES: &str = "UPDATE notices SET state = 'claimed', attempts = attempts + 1, updated_at = $1 \
     WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 ORDER BY priority, due_at, id \
     LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels, variant";
+
+/// Records outcomes inside the caller's transaction. The common case, sent, is one statement
+/// per chunk: a fan-out of a million notices is a million of these.
+macro_rules! finish_in {
+    ($tx:expr, $db:ty, $outcomes:expr, $now:expr) => {{
+        let (sent, other): (Vec<&NoticeOutcome>, Vec<&NoticeOutcome>) = $outcomes
+            .iter()
+            .partition(|o| o.state == "sent" && o.due_at.is_none() && o.failed_channels.is_none());
+        for chunk in sent.chunks(super::CHUNK_ROWS / 2) {
+            let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notices SET state = 'sent', reason = NULL, sent_at = ");
+            q.push_bind($now).push(", updated_at = ").push_bind($now).push(
+                ", channel = v.column2, language = v.column3, body = v.column4, provider_id = v.column5, \
+                 segments = v.column6 FROM (",
+            );
+            q.push_values(chunk, |mut b, o| {
+                b.push_bind(o.id).push_bind(o.channel.clone()).push_bind(o.language.clone())
+                    .push_bind(o.body.clone()).push_bind(o.provider_id.clone()).push_bind(o.segments);
+            });
+            q.push(") AS v WHERE notices.id = v.column1");
+            q.build().persistent(false).execute(&mut *$tx).await?;
+        }
+        for o in other {
+            sqlx::query(FINISH_ONE).bind(o.state).bind(o.channel.clone()).bind(o.language.clone()).bind(o.body.clone())
+                .bind(o.provider_id.clone()).bind(o.reason.clone()).bind($now).bind(o.id)
+                .bind(o.due_at).bind(o.failed_channels.clone()).bind(i64::from(o.refund_attempt))
+                .bind(o.segments)
+                .execute(&mut *$tx).await?;
+        }
+    }};
+}
+
+/// Marks claims `sending` inside the caller's transaction; evaluates to the ids marked.
+macro_rules! mark_in {
+    ($tx:expr, $db:ty, $claims:expr, $now:expr) => {{
+        let mut marked: Vec<i64> = Vec::with_capacity($claims.len());
+        for chunk in $claims.chunks(super::CHUNK_ROWS) {
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "UPDATE notices SET state = 'sending', updated_at = ",
+            );
+            q.push_bind($now).push(" FROM (");
+            q.push_values(chunk, |mut b, (id, attempts)| {
+                b.push_bind(*id).push_bind(*attempts);
+            });
+            q.push(
+                ") AS v WHERE notices.id = v.column1 AND notices.attempts = v.column2 \
+                    AND notices.state = 'claimed' RETURNING notices.id",
+            );
+            let ids: Vec<i64> = q
+                .build_query_scalar()
+                .persistent(false)
+                .fetch_all(&mut *$tx)
+                .await?;
+            marked.extend(ids);
+        }
+        marked
+    }};
+}
+
+const FINISH_ONE: &str =
+    "UPDATE notices SET state = $1, channel = $2, language = $3, body = $4, provider_id = $5, \
+    reason = $6, sent_at = CASE WHEN $1 = 'sent' THEN $7 ELSE sent_at END, updated_at = $7, \
+    due_at = COALESCE($9, due_at), failed_channels = COALESCE($10, failed_channels), \
+    attempts = attempts - $11, segments = $12 WHERE id = $8";
 
 impl Store {
     /// Marks up to `limit` due notices `sending` (most urgent first) and returns them. The
@@ -122,7 +185,7 @@ impl Store {
                     list.push_bind(id.clone());
                 }
                 q.push(")");
-                let rows = q.build().fetch_all(pool).await?;
+                let rows = q.build().persistent(false).fetch_all(pool).await?;
                 rows.iter().map(|r| Ok(ContactRow {
                     customer_id: r.try_get(0)?, name: r.try_get(1)?, phone: r.try_get(2)?, email: r.try_get(3)?,
                     push_token: r.try_get(4)?, language: r.try_get(5)?, channels: r.try_get(6)?,
@@ -140,40 +203,26 @@ impl Store {
         outcomes: &[NoticeOutcome],
         now: i64,
     ) -> Result<(), StoreError> {
-        // The common case, sent, is one statement per chunk: a fan-out of a million notices is
-        // a million of these.
-        let (sent, other): (Vec<&NoticeOutcome>, Vec<&NoticeOutcome>) = outcomes
-            .iter()
-            .partition(|o| o.state == "sent" && o.due_at.is_none() && o.failed_channels.is_none());
-        let one = "UPDATE notices SET state = $1, channel = $2, language = $3, body = $4, provider_id = $5, \
-                   reason = $6, sent_at = CASE WHEN $1 = 'sent' THEN $7 ELSE sent_at END, updated_at = $7, \
-                   due_at = COALESCE($9, due_at), failed_channels = COALESCE($10, failed_channels), \
-                   attempts = attempts - $11, segments = $12 WHERE id = $8";
-        on_pool!(self, pool, Db => {
+        self.advance_wave(outcomes, &[], now).await.map(drop)
+    }
+
+    /// One transaction per wave of sends: records the outcomes of the wave that just finished
+    /// and marks the next wave `sending` (see [`Store::mark_sending`]). Returns the ids of the
+    /// next wave that are still ours to send.
+    pub async fn advance_wave(
+        &self,
+        finished: &[NoticeOutcome],
+        next: &[(i64, i64)],
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let marked = on_pool!(self, pool, Db => {
             let mut tx = pool.begin().await?;
-            for chunk in sent.chunks(super::CHUNK_ROWS / 2) {
-                let mut q = sqlx::QueryBuilder::<Db>::new("UPDATE notices SET state = 'sent', reason = NULL, sent_at = ");
-                q.push_bind(now).push(", updated_at = ").push_bind(now).push(
-                    ", channel = v.column2, language = v.column3, body = v.column4, provider_id = v.column5, \
-                     segments = v.column6 FROM (",
-                );
-                q.push_values(chunk, |mut b, o| {
-                    b.push_bind(o.id).push_bind(o.channel.clone()).push_bind(o.language.clone())
-                        .push_bind(o.body.clone()).push_bind(o.provider_id.clone()).push_bind(o.segments);
-                });
-                q.push(") AS v WHERE notices.id = v.column1");
-                q.build().execute(&mut *tx).await?;
-            }
-            for o in other {
-                sqlx::query(one).bind(o.state).bind(o.channel.clone()).bind(o.language.clone()).bind(o.body.clone())
-                    .bind(o.provider_id.clone()).bind(o.reason.clone()).bind(now).bind(o.id)
-                    .bind(o.due_at).bind(o.failed_channels.clone()).bind(i64::from(o.refund_attempt))
-                    .bind(o.segments)
-                    .execute(&mut *tx).await?;
-            }
+            finish_in!(tx, Db, finished, now);
+            let marked = mark_in!(tx, Db, next, now);
             tx.commit().await?;
+            marked
         });
-        Ok(())
+        Ok(marked)
     }
 
     /// (customer, episode, state) of the notices of `kind` for these (customer, episode) pairs.
@@ -195,7 +244,7 @@ impl Store {
                         .push_bind_unseparated(*e).push_unseparated(")");
                 }
                 q.push(")");
-                q.build_query_as().fetch_all(pool).await?
+                q.build_query_as().persistent(false).fetch_all(pool).await?
             });
             out.extend(rows);
         }
@@ -221,17 +270,33 @@ impl Store {
         Ok(())
     }
 
-    /// Notices left `sending` since before `stale_before` by a daemon that died mid-send may
-    /// have gone out: at most once means they are not sent again. Marks them failed with that
-    /// reason; returns how many. (A live daemon finishes a batch long before it goes stale.)
+    /// Marks claimed notices `sending` just before their requests leave, fenced by the claim's
+    /// attempt number: a notice that went stale and was claimed again by someone else is not
+    /// ours to send any more. Returns the ids marked.
+    pub async fn mark_sending(
+        &self,
+        claims: &[(i64, i64)],
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.advance_wave(&[], claims, now).await
+    }
+
+    /// Settles what a daemon that died mid-batch left behind, once older than `stale_before`
+    /// (a live daemon finishes a batch long before). Notices left `sending` may have gone out:
+    /// at most once means they are marked failed, not sent again. Notices only `claimed` never
+    /// left: they go back in the queue. Returns how many were failed.
     pub async fn fail_interrupted_notices(
         &self,
         now: i64,
         stale_before: i64,
     ) -> Result<u64, StoreError> {
-        let sql = "UPDATE notices SET state = 'failed', reason = 'interrupted while sending; not resent (at most once)', \
-                   updated_at = $1 WHERE state = 'sending' AND updated_at < $2";
-        let n = on_pool!(self, pool, _Db => sqlx::query(sql).bind(now).bind(stale_before).execute(pool).await?.rows_affected());
+        let fail = "UPDATE notices SET state = 'failed', reason = 'interrupted while sending; not resent (at most once)', \
+                    updated_at = $1 WHERE state = 'sending' AND updated_at < $2";
+        let requeue = "UPDATE notices SET state = 'queued', updated_at = $1 WHERE state = 'claimed' AND updated_at < $2";
+        let n = on_pool!(self, pool, _Db => {
+            sqlx::query(requeue).bind(now).bind(stale_before).execute(pool).await?;
+            sqlx::query(fail).bind(now).bind(stale_before).execute(pool).await?.rows_affected()
+        });
         Ok(n)
     }
 

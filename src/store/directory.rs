@@ -48,7 +48,7 @@ impl Store {
                      quiet_hours = excluded.quiet_hours, timezone = excluded.timezone, critical = excluded.critical, \
                      feeder = excluded.feeder, service_point = excluded.service_point, updated_at = excluded.updated_at",
                 );
-                q.build().execute(&mut *tx).await?;
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(())
@@ -126,7 +126,7 @@ impl Store {
                      lon = excluded.lon, lat = excluded.lat, status = excluded.status, \
                      max_shift_hours = excluded.max_shift_hours, updated_at = excluded.updated_at",
                 );
-                q.build().execute(&mut *tx).await?;
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(())

@@ -180,7 +180,7 @@ impl Store {
                         .push_bind(e.seq).push_bind(e.topic.clone()).push_bind(e.payload.clone())
                         .push_bind(millis(e.received_at)).push_bind(e.status.as_str()).push_bind(e.reason.clone());
                 });
-                q.build().execute(&mut *tx).await?;
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             for chunk in faults.chunks(CHUNK_ROWS / 10) {
                 let mut q = QueryBuilder::<Db>::new(format!("INSERT INTO faults ({FAULT_COLUMNS}) "));
@@ -199,7 +199,7 @@ impl Store {
                      restored_at = excluded.restored_at, momentary = excluded.momentary, \
                      crew_needs = excluded.crew_needs, note = excluded.note, updated_at = excluded.updated_at",
                 );
-                q.build().execute(&mut *tx).await?;
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             for round in rounds(ops) {
                 let joins: Vec<(&str, &str, &str, i64)> = round
@@ -217,7 +217,7 @@ impl Store {
                     });
                     q.push(" ON CONFLICT (fault_id, customer_id) DO UPDATE SET state = excluded.state, \
                             since = excluded.since, restored_at = NULL");
-                    q.build().execute(&mut *tx).await?;
+                    q.build().persistent(false).execute(&mut *tx).await?;
                 }
                 // Every fault this round closes, in one statement (VALUES columns are `column1`…
                 // in both SQLite and PostgreSQL).
@@ -234,7 +234,7 @@ impl Store {
                         b.push_bind(f.to_string()).push_bind(*s).push_bind(*at);
                     });
                     q.push(") AS v WHERE customer_outages.fault_id = v.column1 AND customer_outages.state IN ('out', 'planned')");
-                    q.build().execute(&mut *tx).await?;
+                    q.build().persistent(false).execute(&mut *tx).await?;
                 }
                 for op in round {
                     match op {
@@ -248,7 +248,7 @@ impl Store {
                                     list.push_bind(c.clone());
                                 }
                                 q.push(")");
-                                q.build().execute(&mut *tx).await?;
+                                q.build().persistent(false).execute(&mut *tx).await?;
                             }
                         }
                         MemberOp::Join { .. } | MemberOp::Close { .. } => {}

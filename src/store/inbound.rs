@@ -77,7 +77,7 @@ impl Store {
                     list.push_bind(id.clone());
                 }
                 q.push(") GROUP BY fault_id");
-                q.build_query_as().fetch_all(pool).await?
+                q.build_query_as().persistent(false).fetch_all(pool).await?
             });
             out.extend(rows);
         }

@@ -87,7 +87,7 @@ impl Store {
                     list.push_bind(id.clone());
                 }
                 q.push(") GROUP BY 1, 2");
-                q.build_query_as().fetch_all(pool).await?
+                q.build_query_as().persistent(false).fetch_all(pool).await?
             });
             out.extend(rows);
         }
@@ -136,7 +136,7 @@ macro_rules! write_notices {
                 b.push_bind(e.customer_id.clone()).push_bind(e.started_at).push_bind(e.fault_id.clone());
             });
             q.push(" ON CONFLICT (customer_id, started_at) DO NOTHING");
-            q.build().execute(&mut *$tx).await?;
+            q.build().persistent(false).execute(&mut *$tx).await?;
         }
         // One statement for all of a batch's ends; `column1`/`column2` name a VALUES list's
         // columns in both SQLite and PostgreSQL.
@@ -146,7 +146,7 @@ macro_rules! write_notices {
                 b.push_bind(e.customer_id.clone()).push_bind(e.ended_at);
             });
             q.push(") AS v WHERE outage_episodes.customer_id = v.column1 AND outage_episodes.ended_at IS NULL");
-            q.build().execute(&mut *$tx).await?;
+            q.build().persistent(false).execute(&mut *$tx).await?;
         }
         $crate::store::notices::insert_notices!($tx, $db, &$w.notices, $w.now);
         for s in &$w.suppressions {
@@ -160,7 +160,7 @@ macro_rules! write_notices {
                     list.push("(").push_bind_unseparated(c.clone()).push_unseparated(", ").push_bind_unseparated(*e).push_unseparated(")");
                 }
                 q.push(")");
-                q.build().execute(&mut *$tx).await?;
+                q.build().persistent(false).execute(&mut *$tx).await?;
             }
         }
     }};
@@ -182,7 +182,7 @@ macro_rules! insert_notices {
                     .push_bind(n.priority).push_bind(n.due_at).push_bind($now).push_bind($now);
             });
             q.push(" ON CONFLICT (customer_id, episode_started_at, kind, variant) DO NOTHING");
-            created += q.build().execute(&mut *$tx).await?.rows_affected();
+            created += q.build().persistent(false).execute(&mut *$tx).await?.rows_affected();
         }
         created
     }};

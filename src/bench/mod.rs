@@ -16,6 +16,9 @@ use crate::domain::{Coord, CustomerId};
 use crate::ingest::publish::event_topic;
 use crate::mapping::{AreaShape, CustomerIndex, MappedCustomer, PreparedArea};
 
+mod fanout;
+mod sinks;
+
 #[derive(Debug, Subcommand)]
 pub enum BenchWhat {
     /// Area → affected customer ids over a synthetic region.
@@ -42,6 +45,22 @@ pub enum BenchWhat {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// One fault over many customers: notices out through local push, SMS and SMTP stand-ins.
+    Fanout {
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: usize,
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        mqtt_url: String,
+        /// Database URL; a temporary SQLite file when omitted.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Sends in flight at once (notify.concurrency).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Notices claimed per step (notify.batch_size).
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+    },
 }
 
 pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
@@ -57,6 +76,22 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
             mqtt_url,
             database_url,
         } => ingest(events, &scope, mqtt_url, database_url).await,
+        BenchWhat::Fanout {
+            customers,
+            mqtt_url,
+            database_url,
+            concurrency,
+            batch,
+        } => {
+            fanout::fanout(fanout::FanoutArgs {
+                customers,
+                mqtt_url,
+                database_url,
+                concurrency,
+                batch,
+            })
+            .await
+        }
     }
 }
 
@@ -281,7 +316,7 @@ async fn ingest(
     settings.mqtt.status_topic = format!("{prefix}/faultline/v1/status");
     settings.mqtt.deadletter_topic = format!("{prefix}/faultline/v1/deadletter");
     let app = App::build(settings.clone(), Clock::System).await?;
-    let customers = crate::directory::parse_customers(include_str!("../samples/customers.csv"))
+    let customers = crate::directory::parse_customers(include_str!("../../samples/customers.csv"))
         .map_err(anyhow::Error::msg)?;
     app.store()
         .upsert_customers(&customers.rows, Utc::now())

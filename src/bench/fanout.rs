@@ -1,0 +1,184 @@
+//! `faultline bench fanout`: one fault over N customers, notices out through local provider
+//! stand-ins. Measures the time from the event's commit to the last notice accepted, the first
+//! notice out, how long the commit itself took (members, episodes and notice rows), and peak RSS.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rand::{Rng, SeedableRng};
+
+use super::sinks::{self, Tally};
+use crate::app::App;
+use crate::clock::Clock;
+use crate::config::{Secret, Settings};
+use crate::directory::CustomerRecord;
+use crate::domain::{Channel, Coord, CustomerId, Email, Language, Phone};
+use crate::ingest::publish::event_topic;
+
+/// How the fan-out is run.
+#[derive(Debug, Clone)]
+pub struct FanoutArgs {
+    pub customers: usize,
+    pub mqtt_url: String,
+    pub database_url: Option<String>,
+    pub concurrency: usize,
+    pub batch: usize,
+}
+
+/// Runs the benchmark and prints one summary line per measure.
+pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let tally = Arc::new(Tally::default());
+    let settings = settings(&args, &temp, &tally).await?;
+    // Customers are in the database before the daemon starts, as in production: it loads them
+    // once instead of picking up a million "new" customers on its next reload.
+    let now = Utc::now();
+    {
+        let store = crate::store::Store::connect(settings.database.url.expose(), 2).await?;
+        store.migrate().await?;
+        let rows = customers(args.customers, 7);
+        for chunk in rows.chunks(50_000) {
+            store.upsert_customers(chunk, now).await?;
+        }
+        store.close().await;
+    }
+    let app = App::build(settings.clone(), Clock::System).await?;
+    let store = app.store().clone();
+    let mut changes = app.subscribe();
+    let mut running = app.start()?;
+    anyhow::ensure!(
+        running.wait_subscribed(Duration::from_secs(10)).await,
+        "not subscribed"
+    );
+
+    // Ten minutes ago, so the outage notices are due at once (past the momentary delay).
+    let at =
+        (now - chrono::Duration::minutes(10)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let event = format!(
+        r#"{{"v":1,"event_id":"fan-1","fault_id":"FAN-1","kind":"detected","occurred_at":"{at}","cause":"storm","devices":["BENCH-F1"]}}"#
+    );
+    let topic = event_topic(&settings.mqtt.topic, "bench", event.as_bytes());
+    let published = Instant::now();
+    crate::ingest::publish::publish_all(&settings.mqtt, vec![(topic, event.into_bytes())]).await?;
+    changes.recv().await?;
+    let committed = Instant::now();
+    let expected = args.customers as u64;
+    while tally.count() < expected {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let done = Instant::now();
+    let first = tally.first.get().copied().unwrap_or(done);
+    running.shutdown().await;
+
+    let secs = |d: Duration| d.as_secs_f64();
+    println!(
+        "fanout: {} customers on {} (concurrency {}, batch {})",
+        args.customers,
+        store.backend(),
+        args.concurrency,
+        args.batch
+    );
+    println!(
+        "    event → commit (member, episode and notice rows): {:.2} s",
+        secs(committed - published)
+    );
+    // The worker may beat the bench to the commit news, so the first notice is also timed
+    // from the publish.
+    println!(
+        "    first notice accepted: {:.3} s after the commit, {:.3} s after the publish",
+        secs(first.saturating_duration_since(committed)),
+        secs(first - published)
+    );
+    println!(
+        "    commit → last notice accepted: {:.1} s ({:.0} notices/s)",
+        secs(done - committed),
+        expected as f64 / secs(done - committed)
+    );
+    println!("    peak RSS: {} MiB", peak_rss_kib().unwrap_or(0) / 1024);
+    Ok(())
+}
+
+/// Settings for the run: the stand-ins as providers, no rate limits.
+async fn settings(
+    args: &FanoutArgs,
+    temp: &tempfile::TempDir,
+    tally: &Arc<Tally>,
+) -> anyhow::Result<Settings> {
+    let mut s = Settings::defaults();
+    let prefix = format!("fanout{}", rand::random::<u32>());
+    s.database.url = Secret::new(
+        args.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", temp.path().join("fanout.db").display())),
+    );
+    s.mqtt.url = args.mqtt_url.clone();
+    s.mqtt.client_id = prefix.clone();
+    s.mqtt.topic = format!("{prefix}/faultline/v1/events/#");
+    s.mqtt.status_topic = format!("{prefix}/faultline/v1/status");
+    s.mqtt.deadletter_topic = format!("{prefix}/faultline/v1/deadletter");
+    s.api.bind = "127.0.0.1:0".into();
+    s.notify.concurrency = args.concurrency;
+    s.notify.batch_size = args.batch;
+    let http = sinks::http(tally.clone()).await?;
+    s.channels.push.base_url = http.clone();
+    s.channels.push.project_id = "bench".into();
+    s.channels.push.token = Secret::new("bench-token");
+    s.channels.sms.base_url = http;
+    s.channels.sms.account_sid = "ACbench".into();
+    s.channels.sms.auth_token = Secret::new("bench-token");
+    s.channels.sms.from = "+4915000000000".into();
+    s.channels.email.host = "127.0.0.1".into();
+    s.channels.email.port = sinks::smtp(tally.clone()).await?;
+    s.channels.email.tls = "none".into();
+    // lettre's SMTP client waits out the peer's delayed ACK once per message (≈40 ms on
+    // Linux), so e-mail throughput is connections / 40 ms: give it one connection per send.
+    s.channels.email.pool_size = args.concurrency as u32;
+    s.channels.email.from = "Bench <bench@utility.example>".into();
+    Ok(s)
+}
+
+/// Seeded customers on one feeder: 50 % push, 40 % SMS, 10 % e-mail; four languages.
+fn customers(n: usize, seed: u64) -> Vec<CustomerRecord> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let languages: Vec<Language> = ["en", "de", "ru", "zh"]
+        .iter()
+        .filter_map(|l| Language::parse(l).ok())
+        .collect();
+    (0..n)
+        .filter_map(|i| {
+            let channel = match i % 10 {
+                0..=4 => Channel::Push,
+                5..=8 => Channel::Sms,
+                _ => Channel::Email,
+            };
+            Some(CustomerRecord {
+                id: CustomerId::parse(&format!("F{i:07}")).ok()?,
+                name: format!("Customer {i}"),
+                location: Coord {
+                    lon: rng.random_range(11.0..12.0),
+                    lat: rng.random_range(53.0..54.0),
+                },
+                phone: Phone::parse(&format!("+4915{i:09}")).ok(),
+                email: Email::parse(&format!("f{i}@example.net")).ok(),
+                push_token: Some(format!("token-{i:07}-{:016x}", rng.random::<u64>())),
+                language: languages[i % languages.len()].clone(),
+                channels: vec![channel],
+                quiet_hours: None,
+                timezone: chrono_tz::Europe::Berlin,
+                critical: None,
+                feeder: Some("BENCH-F1".into()),
+                service_point: None,
+            })
+        })
+        .collect()
+}
+
+/// The process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
