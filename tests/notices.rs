@@ -1,6 +1,6 @@
 //! The notice outbox as ingest fills it: one outage and one restoration notice per customer
-//! episode however many faults overlap, none for a momentary outage, episodes kept across a
-//! restart. (Delivery is not built yet; these rows are what it will send.)
+//! episode however many faults overlap, none for a momentary outage, restoration notices for
+//! the customers a shrinking fault lets go, episodes kept across a restart.
 
 mod common;
 
@@ -147,7 +147,34 @@ async fn episodes_survive_a_restart(backend: Backend) {
     running.shutdown().await;
 }
 
+async fn a_shrinking_fault_restores_the_customers_it_lets_go(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let customers = sample_customers();
+    let small = [11.800, 53.400, 11.808, 53.408];
+    let (all, kept) = (
+        in_box(&customers, A[0], A[1], A[2], A[3]),
+        in_box(&customers, small[0], small[1], small[2], small[3]),
+    );
+    let let_go: Vec<String> = all.iter().filter(|c| !kept.contains(c)).cloned().collect();
+    assert!(!kept.is_empty() && !let_go.is_empty());
+    app.publish(&[
+        &rect("s1", "S", "detected", "2026-11-23T14:00:00Z", A),
+        &rect("s2", "S", "updated", "2026-11-23T15:00:00Z", small),
+    ])
+    .await;
+    app.wait_events(2).await;
+    let restored = app.store.notices_per_customer("restored").await.unwrap();
+    assert_eq!(
+        restored.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+        let_go,
+        "partial restoration: only the customers outside the new area"
+    );
+    assert_eq!(app.store.open_episodes().await.unwrap().len(), kept.len());
+    app.shutdown().await;
+}
+
 both_backends!(
+    a_shrinking_fault_restores_the_customers_it_lets_go,
     overlapping_faults_make_one_outage_and_one_restoration_notice,
     a_momentary_outage_sends_nothing,
     episodes_survive_a_restart,
