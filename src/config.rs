@@ -153,6 +153,7 @@ pub struct PushSettings {
     pub base_url: String,
     pub project_id: String,
     pub token: Secret,
+    pub service_account_file: String,
     pub timeout_secs: u64,
     pub max_per_second: f64,
 }
@@ -343,11 +344,11 @@ impl Settings {
                 url::Url::parse(url).map_err(|e| invalid(key, &format!("not a URL: {e}")))?;
             }
         }
-        if !c.push.base_url.is_empty() && (c.push.project_id.is_empty() || c.push.token.is_empty())
-        {
+        let push_auth = !c.push.token.is_empty() || !c.push.service_account_file.is_empty();
+        if !c.push.base_url.is_empty() && (c.push.project_id.is_empty() || !push_auth) {
             return Err(invalid(
                 "channels.push.project_id",
-                "and channels.push.token are required with base_url",
+                "and channels.push.token or .service_account_file are required with base_url",
             ));
         }
         if !c.email.host.is_empty() {

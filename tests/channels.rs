@@ -241,4 +241,89 @@ async fn check_webhook(webhook: &MockServer, p4_notice: i64) {
     );
 }
 
-both_backends!(push_email_webhook);
+/// Push with a Google service account: the daemon signs a JWT with the account's key (checked
+/// here with the public half), exchanges it for a token once, and uses it for every send.
+async fn push_with_a_service_account(backend: Backend) {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"access_token": "minted-1", "expires_in": 3600, "token_type": "Bearer"}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND))
+        .and(header("authorization", "Bearer minted-1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"name": "projects/grid-app/messages/1"})),
+        )
+        .mount(&server)
+        .await;
+    let (prefix, url, dir, store) = database_with(backend, CUSTOMERS).await;
+    let token_uri = format!("{}/token", server.uri());
+    let key_file = dir.path().join("service-account.json");
+    let fixture = include_str!("fixtures/fcm-test-service-account.json");
+    std::fs::write(
+        &key_file,
+        fixture.replace("TOKEN_URI_SET_BY_TEST", &token_uri),
+    )
+    .unwrap();
+    let mut settings = test_settings(&prefix, &url);
+    settings.channels.push.base_url = server.uri();
+    settings.channels.push.project_id = "grid-app".into();
+    settings.channels.push.service_account_file = key_file.display().to_string();
+    settings.channels.log.path = dir.path().join("other.jsonl").display().to_string();
+    settings.notify.poll_ms = 50;
+    let mut running = App::build(settings.clone(), Clock::System)
+        .await
+        .unwrap()
+        .start()
+        .unwrap();
+    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+    let event = br#"{"v":1,"event_id":"sa1","fault_id":"SA-1","kind":"detected","occurred_at":"2026-11-23T14:00:00Z","devices":["TS-1"]}"#;
+    let topic = format!("{prefix}/faultline/v1/events/test/SA-1");
+    faultline::ingest::publish::publish_all(&settings.mqtt, vec![(topic, event.to_vec())])
+        .await
+        .unwrap();
+    wait_for_notices(&store, "SA-1", "outage", "sent", 5).await;
+    running.shutdown().await;
+    assert_eq!(
+        store.notices_of("P2", "outage").await.unwrap()[0]
+            .channel
+            .as_deref(),
+        Some("push"),
+        "tok-dead is fine for this server"
+    );
+
+    let requests = server.received_requests().await.unwrap();
+    let grants: Vec<_> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/token")
+        .collect();
+    assert_eq!(grants.len(), 1, "one token for every send");
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&grants[0].body)
+        .into_owned()
+        .collect();
+    let assertion = &form.iter().find(|(k, _)| k == "assertion").unwrap().1;
+    let public =
+        jsonwebtoken::DecodingKey::from_rsa_pem(include_bytes!("fixtures/fcm-test-public.pem"))
+            .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[token_uri.as_str()]);
+    let claims = jsonwebtoken::decode::<serde_json::Value>(assertion, &public, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        claims["iss"],
+        "faultline-test@grid-app.iam.gserviceaccount.com"
+    );
+    assert_eq!(
+        claims["scope"],
+        "https://www.googleapis.com/auth/firebase.messaging"
+    );
+}
+
+both_backends!(push_email_webhook, push_with_a_service_account);

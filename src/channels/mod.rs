@@ -5,6 +5,7 @@ pub mod email;
 mod http;
 pub mod limit;
 pub mod log;
+pub mod oauth;
 pub mod push;
 pub mod sms;
 pub mod webhook;
@@ -66,6 +67,8 @@ pub enum SetupError {
     Http(#[from] reqwest::Error),
     #[error(transparent)]
     Email(#[from] email::EmailSetupError),
+    #[error("channels.push.service_account_file: {0}")]
+    ServiceAccount(#[from] oauth::ServiceAccountError),
 }
 
 /// A transport with its rate limit.

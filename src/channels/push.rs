@@ -3,15 +3,25 @@
 use serde::Deserialize;
 use serde_json::json;
 
+use super::oauth::TokenSource;
 use super::{http, ChannelError, Outbound};
 use crate::config::PushSettings;
 
-/// An FCM HTTP v1 sender with a bearer token from configuration.
-#[derive(Debug, Clone)]
+/// An FCM HTTP v1 sender.
+#[derive(Debug)]
 pub struct PushChannel {
     client: reqwest::Client,
     url: String,
-    token: String,
+    auth: Auth,
+}
+
+/// Where the bearer token comes from.
+#[derive(Debug)]
+enum Auth {
+    /// `channels.push.token`: a static token, or one a relay keeps fresh.
+    Static(String),
+    /// `channels.push.service_account_file`: minted and renewed by the daemon.
+    ServiceAccount(TokenSource),
 }
 
 #[derive(Deserialize)]
@@ -43,15 +53,24 @@ struct Detail {
 }
 
 impl PushChannel {
-    pub fn new(s: &PushSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(s: &PushSettings) -> Result<Self, super::SetupError> {
+        let client = http::client(s.timeout_secs)?;
+        let auth = if s.service_account_file.is_empty() {
+            Auth::Static(s.token.expose().to_owned())
+        } else {
+            Auth::ServiceAccount(TokenSource::from_file(
+                &s.service_account_file,
+                client.clone(),
+            )?)
+        };
         Ok(Self {
-            client: http::client(s.timeout_secs)?,
+            client,
             url: format!(
                 "{}/v1/projects/{}/messages:send",
                 s.base_url.trim_end_matches('/'),
                 s.project_id
             ),
-            token: s.token.expose().to_owned(),
+            auth,
         })
     }
 
@@ -65,10 +84,14 @@ impl PushChannel {
                 "android": { "priority": "high" },
             }
         });
+        let token = match &self.auth {
+            Auth::Static(token) => token.clone(),
+            Auth::ServiceAccount(source) => source.token().await?,
+        };
         let response = self
             .client
             .post(&self.url)
-            .bearer_auth(&self.token)
+            .bearer_auth(token)
             .json(&body)
             .send()
             .await
