@@ -98,7 +98,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         expected as f64 / secs(done - committed)
     );
     println!(
-        "    notice rows alone ({} multi-row inserts, one transaction): {:.2} s",
+        "    notice rows alone ({} rows, multi-row inserts, one transaction): {:.2} s",
         args.customers,
         secs(rows_alone)
     );
