@@ -113,6 +113,8 @@ impl App {
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let (dirty_tx, dirty_rx) = mpsc::unbounded_channel();
         let dirty = dirty_tx.clone();
+        // Delivery progress only changes notice counts, which may lag a few seconds.
+        let (counts_tx, counts_rx) = mpsc::unbounded_channel();
         let stop_link = CancellationToken::new();
         let link =
             mqtt::spawn_subscriber(&s.mqtt, s.mqtt.topic.clone(), inbound_tx, stop_link.clone())?;
@@ -148,10 +150,10 @@ impl App {
             clock: self.clock.clone(),
         };
         let stop_status = CancellationToken::new();
-        let status_task = tokio::spawn(publisher.run(dirty_rx, stop_status.clone()));
+        let status_task = tokio::spawn(publisher.run(dirty_rx, counts_rx, stop_status.clone()));
         let stop_delivery = CancellationToken::new();
         let delivery_task = self.delivery_worker()?.map(|mut w| {
-            w.dirty = Some(dirty.clone());
+            w.dirty = Some(counts_tx);
             tokio::spawn(w.run(stop_delivery.clone()))
         });
         let (api_addr, stop_api, api_task) = self.start_api(dirty)?;

@@ -96,37 +96,49 @@ pub struct StatusPublisher {
 
 impl StatusPublisher {
     /// Runs until `stop`, then publishes what is still dirty and returns.
-    pub async fn run(self, mut dirty: mpsc::UnboundedReceiver<FaultId>, stop: CancellationToken) {
+    /// `dirty` carries faults whose state changed (their counts are recounted at once);
+    /// `counts` carries faults whose notices progressed (cached counts may do, for a while).
+    pub async fn run(
+        self,
+        mut dirty: mpsc::UnboundedReceiver<FaultId>,
+        mut counts_changed: mpsc::UnboundedReceiver<FaultId>,
+        stop: CancellationToken,
+    ) {
         let mut due: HashSet<FaultId> = HashSet::new();
+        let mut counts = CountCache::default();
         let mut tick = tokio::time::interval(self.min_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 id = dirty.recv() => match id {
-                    Some(id) => { due.insert(id); }
+                    Some(id) => {
+                        counts.counted.remove(id.as_str());
+                        due.insert(id);
+                    }
                     None => break,
                 },
-                _ = tick.tick() => self.publish(&mut due).await,
+                Some(id) = counts_changed.recv() => { due.insert(id); }
+                _ = tick.tick() => {
+                    due.extend(counts.expired());
+                    self.publish(&mut due, &mut counts).await;
+                }
             }
         }
         while let Ok(id) = dirty.try_recv() {
             due.insert(id);
         }
-        self.publish(&mut due).await;
+        counts.counted.clear(); // the last documents carry exact counts
+        self.publish(&mut due, &mut counts).await;
     }
 
-    async fn publish(&self, due: &mut HashSet<FaultId>) {
+    async fn publish(&self, due: &mut HashSet<FaultId>, cache: &mut CountCache) {
         if due.is_empty() {
             return;
         }
         let now = self.clock.now();
         let ids: Vec<String> = due.iter().map(|id| id.as_str().to_owned()).collect();
-        // Counts are a courtesy in the document; a failed read must not stop the status.
-        let counts = self.store.notice_states(&ids).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read notice counts for the status documents");
-            Vec::new()
-        });
+        let counts = cache.counts(&self.store, &ids).await;
         let reports: HashMap<String, i64> = self
             .store
             .report_counts(&ids)
@@ -161,6 +173,83 @@ impl StatusPublisher {
                 tracing::warn!(error = %e, "cannot publish fault status");
             }
         }
+    }
+}
+
+/// Notice counts per fault, recounted at most every [`COUNT_REFRESH`]: during a fan-out the
+/// worker marks its fault dirty after every batch, and recounting a million notices each time
+/// would cost more than the sending. A fault published with cached counts is recounted (and
+/// republished) once its counts expire, so the document catches up.
+#[derive(Default)]
+struct CountCache {
+    counted: HashMap<String, (std::time::Instant, Vec<StateCount>)>,
+    stale: HashSet<String>,
+}
+
+/// (fault, state, count), as the store reports notice counts.
+type StateCount = (String, String, i64);
+
+/// How long notice counts in a status document may lag behind the outbox.
+const COUNT_REFRESH: Duration = Duration::from_secs(5);
+
+impl CountCache {
+    /// (fault, state, count) rows for these faults, from the database where the cache is old.
+    async fn counts(
+        &mut self,
+        store: &crate::store::Store,
+        ids: &[String],
+    ) -> Vec<(String, String, i64)> {
+        let fresh = |at: &std::time::Instant| at.elapsed() < COUNT_REFRESH;
+        let recount: Vec<String> = ids
+            .iter()
+            .filter(|id| !self.counted.get(*id).is_some_and(|(at, _)| fresh(at)))
+            .cloned()
+            .collect();
+        if !recount.is_empty() {
+            // Counts are a courtesy in the document; a failed read must not stop the status.
+            let rows = store.notice_states(&recount).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read notice counts for the status documents");
+                Vec::new()
+            });
+            let at = std::time::Instant::now();
+            for id in &recount {
+                let mine = rows.iter().filter(|(f, _, _)| f == id).cloned().collect();
+                self.counted.insert(id.clone(), (at, mine));
+                self.stale.remove(id);
+            }
+        }
+        for id in ids.iter().filter(|id| !recount.contains(id)) {
+            self.stale.insert(id.clone());
+        }
+        ids.iter()
+            .filter_map(|id| self.counted.get(id))
+            .flat_map(|(_, rows)| rows.iter().cloned())
+            .collect()
+    }
+
+    /// Faults published with cached counts whose counts may be recounted now. Also forgets
+    /// counts nobody asked for in a minute, so closed faults do not pile up.
+    fn expired(&mut self) -> Vec<FaultId> {
+        let stale = &self.stale;
+        self.counted
+            .retain(|id, (at, _)| stale.contains(id) || at.elapsed() < Duration::from_secs(60));
+        let ready: Vec<String> = self
+            .stale
+            .iter()
+            .filter(|id| {
+                self.counted
+                    .get(*id)
+                    .is_none_or(|(at, _)| at.elapsed() >= COUNT_REFRESH)
+            })
+            .cloned()
+            .collect();
+        ready
+            .into_iter()
+            .filter_map(|id| {
+                self.stale.remove(&id);
+                FaultId::parse(&id).ok()
+            })
+            .collect()
     }
 }
 

@@ -41,7 +41,7 @@ pub struct DeliveryWorker {
     /// Wakes the worker before its next poll (quiet hours ended, a receipt asked for a
     /// fallback).
     pub wake: Arc<Notify>,
-    /// Faults whose status document should be republished with new notice counts.
+    /// Faults whose notice counts changed (their status documents are republished).
     pub dirty: Option<mpsc::UnboundedSender<FaultId>>,
 }
 
