@@ -4,29 +4,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::*;
 
 fn spawn_daemon(settings: &faultline::config::Settings) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .arg("run")
-        .env("FAULTLINE__DATABASE__URL", settings.database.url.expose())
-        .env("FAULTLINE__MQTT__URL", &settings.mqtt.url)
-        .env("FAULTLINE__MQTT__CLIENT_ID", &settings.mqtt.client_id)
-        .env("FAULTLINE__MQTT__TOPIC", &settings.mqtt.topic)
-        .env(
-            "FAULTLINE__MQTT__DEADLETTER_TOPIC",
-            &settings.mqtt.deadletter_topic,
-        )
-        .env("FAULTLINE__MQTT__STATUS_TOPIC", &settings.mqtt.status_topic)
+    daemon_command(settings)
         // Small batches, so the kill lands between commits as well as inside one.
         .env("FAULTLINE__INGEST__BATCH_SIZE", "4")
-        .env("FAULTLINE__LOG__FILTER", "warn")
-        .env("FAULTLINE__API__BIND", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("the faultline binary starts")
 }

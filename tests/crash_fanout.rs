@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::*;
@@ -28,19 +28,7 @@ fn csv() -> String {
 }
 
 fn spawn(settings: &faultline::config::Settings, sms: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_faultline"))
-        .arg("run")
-        .env("FAULTLINE__DATABASE__URL", settings.database.url.expose())
-        .env("FAULTLINE__MQTT__URL", &settings.mqtt.url)
-        .env("FAULTLINE__MQTT__CLIENT_ID", &settings.mqtt.client_id)
-        .env("FAULTLINE__MQTT__TOPIC", &settings.mqtt.topic)
-        .env(
-            "FAULTLINE__MQTT__DEADLETTER_TOPIC",
-            &settings.mqtt.deadletter_topic,
-        )
-        .env("FAULTLINE__MQTT__STATUS_TOPIC", &settings.mqtt.status_topic)
-        .env("FAULTLINE__API__BIND", "127.0.0.1:0")
-        .env("FAULTLINE__LOG__FILTER", "warn")
+    daemon_command(settings)
         .env("FAULTLINE__CHANNELS__SMS__BASE_URL", sms)
         .env("FAULTLINE__CHANNELS__SMS__ACCOUNT_SID", "ACfan")
         .env("FAULTLINE__CHANNELS__SMS__AUTH_TOKEN", "fan-token")
@@ -51,8 +39,6 @@ fn spawn(settings: &faultline::config::Settings, sms: &str) -> Child {
         // Interrupted sends are settled two seconds after the kill, not a minute.
         .env("FAULTLINE__NOTIFY__STALE_SENDING_SECS", "2")
         .env("FAULTLINE__SCHEDULE__RETRY_SWEEPER", "* * * * * *")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("the faultline binary starts")
 }

@@ -27,12 +27,7 @@ pub async fn status(
     if let Err(refusal) = verify(&state, &uri, &headers, &params) {
         return refusal.into_response();
     }
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |k: &str| param(&params, k);
     let (Some(sid), Some(status)) = (get("MessageSid"), get("MessageStatus")) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -71,12 +66,7 @@ pub async fn inbound(
     if let Err(refusal) = verify(&state, &uri, &headers, &params) {
         return refusal.into_response();
     }
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |k: &str| param(&params, k);
     let (Some(from), Some(body)) = (get("From"), get("Body")) else {
         return (StatusCode::BAD_REQUEST, "From and Body are required").into_response();
     };
@@ -97,6 +87,14 @@ pub async fn inbound(
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
+}
+
+/// The first value of form parameter `key`.
+fn param<'a>(params: &'a Params, key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Why a webhook was refused, as its response.

@@ -10,8 +10,6 @@ pub mod push;
 pub mod sms;
 pub mod webhook;
 
-use futures_util::stream::{self, StreamExt};
-
 use crate::config::ChannelsSettings;
 use crate::domain::Channel;
 use limit::RateLimit;
@@ -173,38 +171,16 @@ impl Transports {
         }
     }
 
-    /// Sends a batch, up to `concurrency` requests at once (each channel's rate limit still
-    /// applies); one result per notice, in order: the provider's id, or the error. The log
-    /// channel takes its share as one write and one fsync.
-    pub async fn send_all(
-        &self,
-        batch: &[Outbound],
-        concurrency: usize,
-    ) -> Vec<Result<String, ChannelError>> {
-        let (to_log, direct): (Vec<usize>, Vec<usize>) =
-            (0..batch.len()).partition(|&i| self.route(batch[i].channel) == Route::Log);
-        let mut results: Vec<Option<Result<String, ChannelError>>> =
-            batch.iter().map(|_| None).collect();
-        let sent: Vec<(usize, Result<String, ChannelError>)> = stream::iter(direct)
-            .map(|i| async move { (i, self.send_one(&batch[i]).await) })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        for (i, r) in sent {
-            results[i] = Some(r);
+    /// Writes notices routed to the log channel as one write and one fsync; one result per
+    /// notice, in order.
+    pub async fn send_logged(&self, batch: &[Outbound]) -> Vec<Result<String, ChannelError>> {
+        match &self.log {
+            Some(log) => log.send_all(batch).await,
+            None => batch
+                .iter()
+                .map(|_| Err(ChannelError::Permanent("channel not configured".into())))
+                .collect(),
         }
-        if let (Some(log), false) = (&self.log, to_log.is_empty()) {
-            let lines: Vec<Outbound> = to_log.iter().map(|&i| batch[i].clone()).collect();
-            for (i, r) in to_log.into_iter().zip(log.send_all(&lines).await) {
-                results[i] = Some(r);
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| Err(ChannelError::Permanent("channel not configured".into())))
-            })
-            .collect()
     }
 
     /// Whether notices on `channel` go to the log channel (which takes batches, one fsync each).

@@ -151,18 +151,8 @@ impl DeliveryWorker {
             let free = window - in_flight.len();
             if queue.peek().is_some() && (free >= refill || in_flight.is_empty()) {
                 let next: Vec<Outbound> = queue.by_ref().take(free).collect();
-                let fence: Vec<(i64, i64)> = next
-                    .iter()
-                    .filter_map(|m| claims.get(&m.notice_id).map(|n| (n.id, n.attempts)))
-                    .collect();
-                let now = millis(self.clock.now());
-                let ours: std::collections::HashSet<i64> = self
-                    .store
-                    .advance_wave(&std::mem::take(&mut finished), &fence, now)
-                    .await?
-                    .into_iter()
-                    .collect();
-                for m in next.into_iter().filter(|m| ours.contains(&m.notice_id)) {
+                let done = std::mem::take(&mut finished);
+                for m in self.mark_ours(&done, next, claims).await? {
                     in_flight.push(async move {
                         let result = self.transports.send_one(&m).await;
                         (m, result)
@@ -174,16 +164,7 @@ impl DeliveryWorker {
             else {
                 break;
             };
-            if let Err(ChannelError::DeadContact(reason)) = &result {
-                bad.push(BadContact {
-                    customer_id: message.customer_id.clone(),
-                    channel: message.channel,
-                    reason: reason.clone(),
-                });
-            }
-            if let Some(notice) = claims.get(&message.notice_id) {
-                finished.push(self.outcome(notice, &message, result));
-            }
+            self.settle(claims, &message, result, &mut finished, &mut bad);
         }
         if !bad.is_empty() {
             self.store.mark_bad_contacts(&bad).await?;
@@ -191,8 +172,8 @@ impl DeliveryWorker {
         Ok(finished)
     }
 
-    /// Sends one wave of at most `concurrency` notices and returns their outcomes, to be
-    /// recorded with the next wave's mark. The wave is marked `sending` just before its
+    /// Sends one wave of at most `concurrency` notices through the log channel (one write and
+    /// fsync per wave) and returns their outcomes, to be recorded with the next wave's mark. The wave is marked `sending` just before its
     /// requests leave, in the transaction that records the previous wave's outcomes, so a crash
     /// leaves only one wave in doubt (the rest of the batch is merely `claimed` and goes back in
     /// the queue). The mark is fenced by the claim's attempt number: a notice that went stale
@@ -203,40 +184,64 @@ impl DeliveryWorker {
         wave: Vec<Outbound>,
         claims: &HashMap<i64, &ClaimedNotice>,
     ) -> Result<Vec<NoticeOutcome>, StoreError> {
-        let fence: Vec<(i64, i64)> = wave
+        let wave = self.mark_ours(&finished, wave, claims).await?;
+        let results = self.transports.send_logged(&wave).await;
+        let mut outcomes = Vec::with_capacity(wave.len());
+        let mut bad = Vec::new();
+        for (message, result) in wave.iter().zip(results) {
+            self.settle(claims, message, result, &mut outcomes, &mut bad);
+        }
+        if !bad.is_empty() {
+            self.store.mark_bad_contacts(&bad).await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Records `finished` and marks `next` `sending` in one transaction, fenced by each claim's
+    /// attempt number; returns the messages that are still ours to send.
+    async fn mark_ours(
+        &self,
+        finished: &[NoticeOutcome],
+        next: Vec<Outbound>,
+        claims: &HashMap<i64, &ClaimedNotice>,
+    ) -> Result<Vec<Outbound>, StoreError> {
+        let fence: Vec<(i64, i64)> = next
             .iter()
             .filter_map(|m| claims.get(&m.notice_id).map(|n| (n.id, n.attempts)))
             .collect();
         let now = millis(self.clock.now());
         let ours: std::collections::HashSet<i64> = self
             .store
-            .advance_wave(&finished, &fence, now)
+            .advance_wave(finished, &fence, now)
             .await?
             .into_iter()
             .collect();
-        let wave: Vec<Outbound> = wave
+        Ok(next
             .into_iter()
             .filter(|m| ours.contains(&m.notice_id))
-            .collect();
-        let results = self.transports.send_all(&wave, self.concurrency).await;
-        let mut outcomes = Vec::with_capacity(wave.len());
-        let mut bad = Vec::new();
-        for (message, result) in wave.iter().zip(results) {
-            if let Err(ChannelError::DeadContact(reason)) = &result {
-                bad.push(BadContact {
-                    customer_id: message.customer_id.clone(),
-                    channel: message.channel,
-                    reason: reason.clone(),
-                });
-            }
-            if let Some(notice) = claims.get(&message.notice_id) {
-                outcomes.push(self.outcome(notice, message, result));
-            }
+            .collect())
+    }
+
+    /// Turns one send's result into the notice's outcome, noting a contact the provider called
+    /// bad.
+    fn settle(
+        &self,
+        claims: &HashMap<i64, &ClaimedNotice>,
+        message: &Outbound,
+        result: Result<String, ChannelError>,
+        outcomes: &mut Vec<NoticeOutcome>,
+        bad: &mut Vec<BadContact>,
+    ) {
+        if let Err(ChannelError::DeadContact(reason)) = &result {
+            bad.push(BadContact {
+                customer_id: message.customer_id.clone(),
+                channel: message.channel,
+                reason: reason.clone(),
+            });
         }
-        if !bad.is_empty() {
-            self.store.mark_bad_contacts(&bad).await?;
+        if let Some(notice) = claims.get(&message.notice_id) {
+            outcomes.push(self.outcome(notice, message, result));
         }
-        Ok(outcomes)
     }
 
     /// States of the notices the claimed ones depend on (see [`supersede::reason`]), by

@@ -428,3 +428,25 @@ pub fn read_lines(log: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The real binary's `run`, configured by environment like an operator would, for this test's
+/// database, broker topics and client id (port 0 for the API, quiet logs). Callers add their
+/// own settings and spawn it.
+pub fn daemon_command(settings: &Settings) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"));
+    cmd.arg("run")
+        .env("FAULTLINE__DATABASE__URL", settings.database.url.expose())
+        .env("FAULTLINE__MQTT__URL", &settings.mqtt.url)
+        .env("FAULTLINE__MQTT__CLIENT_ID", &settings.mqtt.client_id)
+        .env("FAULTLINE__MQTT__TOPIC", &settings.mqtt.topic)
+        .env(
+            "FAULTLINE__MQTT__DEADLETTER_TOPIC",
+            &settings.mqtt.deadletter_topic,
+        )
+        .env("FAULTLINE__MQTT__STATUS_TOPIC", &settings.mqtt.status_topic)
+        .env("FAULTLINE__LOG__FILTER", "warn")
+        .env("FAULTLINE__API__BIND", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    cmd
+}
