@@ -4,6 +4,7 @@ pub mod inbound;
 pub mod intents;
 pub mod jobs;
 pub mod plan;
+mod sender;
 pub mod supersede;
 pub mod templates;
 pub mod worker;

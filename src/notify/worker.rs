@@ -1,7 +1,7 @@
 //! The delivery worker: claim due notices, choose a channel, render, send, record. Written as
 //! one step ([`DeliveryWorker::step`]) and a loop around it ([`DeliveryWorker::run`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,13 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{choose, quiet_until, Choice, Contact};
 use super::supersede::{self, Facts, Notice};
-use super::templates::{sms_segments, Context, Templates};
-use crate::channels::{ChannelError, Outbound, Transports};
+use super::templates::{Context, Templates};
+use crate::channels::{Outbound, Transports};
 use crate::clock::Clock;
 use crate::domain::{Channel, Email, FaultId, Phone};
 use crate::shared::SharedBook;
 use crate::store::{
-    from_millis, millis, BadContact, ClaimedNotice, ContactRow, NoticeOutcome, Store, StoreError,
+    from_millis, millis, ClaimedNotice, ContactRow, NoticeOutcome, Store, StoreError,
 };
 
 /// Sends the outbox.
@@ -45,8 +45,17 @@ pub struct DeliveryWorker {
     pub dirty: Option<mpsc::UnboundedSender<FaultId>>,
 }
 
+/// A claimed notice and the message rendered for it.
+pub(super) struct Job {
+    pub claim: ClaimedNotice,
+    pub message: Outbound,
+}
+
 impl DeliveryWorker {
-    /// Runs until `stop`; the batch in hand is finished first.
+    /// Runs until `stop`. Claiming and preparing the next batch overlaps with sending the
+    /// current one (one prepared batch waits in between at most), so a fan-out's window of
+    /// requests stays full across batch boundaries. On `stop` the requests in flight finish and
+    /// claims not yet sent go back in the queue.
     pub async fn run(self, stop: CancellationToken) {
         // A crash may have left notices `sending`: settle them before anything else (later
         // ones are the retry sweeper's job).
@@ -55,35 +64,85 @@ impl DeliveryWorker {
         {
             tracing::error!(error = %e, "cannot check for interrupted notices");
         }
-        while !stop.is_cancelled() {
-            let busy = match self.step().await {
-                Ok(n) => n > 0,
-                Err(e) => {
-                    tracing::error!(error = %e, "delivery step failed; will retry");
-                    false
-                }
-            };
-            if busy {
-                continue; // more may be due: no pause while a fan-out is running
+        let (tx, mut rx) = mpsc::channel(1);
+        let send = async {
+            while let Err(e) = self.deliver(&mut rx, &stop).await {
+                tracing::error!(error = %e, "sending notices failed; will retry");
+                tokio::time::sleep(self.poll).await;
             }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.poll) => {}
-            }
-        }
+        };
+        tokio::join!(self.feed(tx, &stop), send);
         tracing::info!("delivery worker stopped");
     }
 
-    /// One batch: returns how many notices it handled.
+    /// The claiming half: claims, prepares and hands over batches until `stop`.
+    async fn feed(&self, tx: mpsc::Sender<Vec<Job>>, stop: &CancellationToken) {
+        // After a pause the first claim is one window's worth, so the first notices leave
+        // without waiting for a whole batch to be read and rendered.
+        let first = self.concurrency.clamp(1, self.batch_size.max(1));
+        let mut size = first;
+        while !stop.is_cancelled() {
+            let jobs = match self.claim_batch(size).await {
+                Ok(Some((_, jobs))) => jobs,
+                Ok(None) => {
+                    size = first;
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.poll) => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming notices failed; will retry");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(self.poll) => {}
+                    }
+                    continue;
+                }
+            };
+            size = self.batch_size.max(1);
+            if jobs.is_empty() {
+                continue; // the whole batch ended without sending (suppressed, waiting, …)
+            }
+            // Stop first: once the sender has stopped, nobody reads the channel.
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => {
+                    if let Err(e) = self.release(&jobs).await {
+                        tracing::error!(error = %e, "cannot release unsent claims; the sweeper will");
+                    }
+                    break;
+                }
+                permit = tx.reserve() => match permit {
+                    Ok(permit) => permit.send(jobs),
+                    Err(_) => break,
+                },
+            }
+        }
+    }
+
+    /// One batch, claimed and sent to the end: returns how many notices it handled.
     pub async fn step(&self) -> Result<usize, StoreError> {
-        let now = millis(self.clock.now());
-        let claimed = self
-            .store
-            .claim_due_notices(now, self.batch_size as i64)
-            .await?;
-        if claimed.is_empty() {
+        let Some((n, jobs)) = self.claim_batch(self.batch_size).await? else {
             return Ok(0);
+        };
+        let (tx, mut rx) = mpsc::channel(1);
+        let _ = tx.send(jobs).await;
+        drop(tx);
+        self.deliver(&mut rx, &CancellationToken::new()).await?;
+        Ok(n)
+    }
+
+    /// Claims up to `limit` due notices and prepares them. Notices that end without a send
+    /// (suppressed, waiting for quiet hours, unreachable) are recorded here; the rest are
+    /// returned to be sent, with how many were claimed. `None` when nothing was due.
+    async fn claim_batch(&self, limit: usize) -> Result<Option<(usize, Vec<Job>)>, StoreError> {
+        let now = millis(self.clock.now());
+        let claimed = self.store.claim_due_notices(now, limit as i64).await?;
+        if claimed.is_empty() {
+            return Ok(None);
         }
         let ids: Vec<String> = claimed.iter().map(|n| n.customer_id.clone()).collect();
         let contacts: HashMap<String, Contact> = self
@@ -95,153 +154,40 @@ impl DeliveryWorker {
             .collect();
         let enabled = self.transports.carries();
         let siblings = self.siblings(&claimed).await?;
-        let mut outcomes = Vec::with_capacity(claimed.len());
-        let mut outbound = Vec::new();
-        for notice in &claimed {
+        let mut outcomes = Vec::new();
+        let mut faults = HashSet::new();
+        let count = claimed.len();
+        let mut jobs = Vec::with_capacity(count);
+        for notice in claimed {
             let key = (notice.customer_id.clone(), notice.episode_started_at);
             let related = siblings.get(&key).map_or(&[][..], Vec::as_slice);
-            match self.prepare(notice, contacts.get(&notice.customer_id), related, &enabled) {
-                Prepared::Send(message) => outbound.push(message),
-                Prepared::Done(outcome) => outcomes.push(outcome),
-            }
-        }
-        self.store
-            .finish_notices(&outcomes, millis(self.clock.now()))
-            .await?;
-        let by_id: HashMap<i64, &ClaimedNotice> = claimed.iter().map(|n| (n.id, n)).collect();
-        let (logged, direct): (Vec<Outbound>, Vec<Outbound>) = outbound
-            .into_iter()
-            .partition(|m| self.transports.is_logged(m.channel));
-        let mut finished = self.send_window(direct, &by_id).await?;
-        let mut pending = logged.into_iter().peekable();
-        while pending.peek().is_some() {
-            let wave: Vec<Outbound> = pending.by_ref().take(self.concurrency.max(1)).collect();
-            finished = self.send_wave(finished, wave, &by_id).await?;
-        }
-        self.store
-            .finish_notices(&finished, millis(self.clock.now()))
-            .await?;
-        if let Some(dirty) = &self.dirty {
-            let faults: std::collections::HashSet<&str> =
-                claimed.iter().map(|n| n.fault_id.as_str()).collect();
-            for id in faults.into_iter().filter_map(|f| FaultId::parse(f).ok()) {
-                let _ = dirty.send(id);
-            }
-        }
-        Ok(claimed.len())
-    }
-
-    /// Sends through a sliding window of `concurrency` requests, so one slow request (an SMTP
-    /// relay's delayed ACK) does not hold back the rest. Freed slots are refilled a quarter of
-    /// the window at a time: the refill is one transaction that records the outcomes finished
-    /// so far and marks the next notices `sending` (fenced, as in [`Self::send_wave`]). So a
-    /// crash leaves at most 1¼ windows in doubt. Returns the outcomes not yet recorded.
-    async fn send_window(
-        &self,
-        direct: Vec<Outbound>,
-        claims: &HashMap<i64, &ClaimedNotice>,
-    ) -> Result<Vec<NoticeOutcome>, StoreError> {
-        let window = self.concurrency.max(1);
-        let refill = (window / 4).max(1);
-        let mut queue = direct.into_iter().peekable();
-        let mut in_flight = futures_util::stream::FuturesUnordered::new();
-        let mut finished = Vec::new();
-        let mut bad = Vec::new();
-        loop {
-            let free = window - in_flight.len();
-            if queue.peek().is_some() && (free >= refill || in_flight.is_empty()) {
-                let next: Vec<Outbound> = queue.by_ref().take(free).collect();
-                let done = std::mem::take(&mut finished);
-                for m in self.mark_ours(&done, next, claims).await? {
-                    in_flight.push(async move {
-                        let result = self.transports.send_one(&m).await;
-                        (m, result)
-                    });
+            match self.prepare(
+                &notice,
+                contacts.get(&notice.customer_id),
+                related,
+                &enabled,
+            ) {
+                Prepared::Send(message) => jobs.push(Job {
+                    claim: notice,
+                    message,
+                }),
+                Prepared::Done(outcome) => {
+                    faults.insert(notice.fault_id);
+                    outcomes.push(outcome);
                 }
-                continue;
             }
-            let Some((message, result)) = futures_util::StreamExt::next(&mut in_flight).await
-            else {
-                break;
-            };
-            self.settle(claims, &message, result, &mut finished, &mut bad);
         }
-        if !bad.is_empty() {
-            self.store.mark_bad_contacts(&bad).await?;
+        if !outcomes.is_empty() {
+            self.store
+                .finish_notices(&outcomes, millis(self.clock.now()))
+                .await?;
+            if let Some(dirty) = &self.dirty {
+                for id in faults.iter().filter_map(|f| FaultId::parse(f).ok()) {
+                    let _ = dirty.send(id);
+                }
+            }
         }
-        Ok(finished)
-    }
-
-    /// Sends one wave of at most `concurrency` notices through the log channel (one write and
-    /// fsync per wave) and returns their outcomes, to be recorded with the next wave's mark. The wave is marked `sending` just before its
-    /// requests leave, in the transaction that records the previous wave's outcomes, so a crash
-    /// leaves only one wave in doubt (the rest of the batch is merely `claimed` and goes back in
-    /// the queue). The mark is fenced by the claim's attempt number: a notice that went stale
-    /// and was claimed again by another worker is left to it.
-    async fn send_wave(
-        &self,
-        finished: Vec<NoticeOutcome>,
-        wave: Vec<Outbound>,
-        claims: &HashMap<i64, &ClaimedNotice>,
-    ) -> Result<Vec<NoticeOutcome>, StoreError> {
-        let wave = self.mark_ours(&finished, wave, claims).await?;
-        let results = self.transports.send_logged(&wave).await;
-        let mut outcomes = Vec::with_capacity(wave.len());
-        let mut bad = Vec::new();
-        for (message, result) in wave.iter().zip(results) {
-            self.settle(claims, message, result, &mut outcomes, &mut bad);
-        }
-        if !bad.is_empty() {
-            self.store.mark_bad_contacts(&bad).await?;
-        }
-        Ok(outcomes)
-    }
-
-    /// Records `finished` and marks `next` `sending` in one transaction, fenced by each claim's
-    /// attempt number; returns the messages that are still ours to send.
-    async fn mark_ours(
-        &self,
-        finished: &[NoticeOutcome],
-        next: Vec<Outbound>,
-        claims: &HashMap<i64, &ClaimedNotice>,
-    ) -> Result<Vec<Outbound>, StoreError> {
-        let fence: Vec<(i64, i64)> = next
-            .iter()
-            .filter_map(|m| claims.get(&m.notice_id).map(|n| (n.id, n.attempts)))
-            .collect();
-        let now = millis(self.clock.now());
-        let ours: std::collections::HashSet<i64> = self
-            .store
-            .advance_wave(finished, &fence, now)
-            .await?
-            .into_iter()
-            .collect();
-        Ok(next
-            .into_iter()
-            .filter(|m| ours.contains(&m.notice_id))
-            .collect())
-    }
-
-    /// Turns one send's result into the notice's outcome, noting a contact the provider called
-    /// bad.
-    fn settle(
-        &self,
-        claims: &HashMap<i64, &ClaimedNotice>,
-        message: &Outbound,
-        result: Result<String, ChannelError>,
-        outcomes: &mut Vec<NoticeOutcome>,
-        bad: &mut Vec<BadContact>,
-    ) {
-        if let Err(ChannelError::DeadContact(reason)) = &result {
-            bad.push(BadContact {
-                customer_id: message.customer_id.clone(),
-                channel: message.channel,
-                reason: reason.clone(),
-            });
-        }
-        if let Some(notice) = claims.get(&message.notice_id) {
-            outcomes.push(self.outcome(notice, message, result));
-        }
+        Ok(Some((count, jobs)))
     }
 
     /// States of the notices the claimed ones depend on (see [`supersede::reason`]), by
@@ -372,73 +318,6 @@ impl DeliveryWorker {
             title: rendered.title,
             body: rendered.body,
         })
-    }
-
-    /// What a send's result makes of the notice: sent; back in the queue for a retry on the same
-    /// channel (transient, within the budget, after a growing wait that honours Retry-After);
-    /// or back in the queue at once for the next channel (permanent, or the budget is spent).
-    fn outcome(
-        &self,
-        n: &ClaimedNotice,
-        m: &Outbound,
-        result: Result<String, ChannelError>,
-    ) -> NoticeOutcome {
-        let mut outcome = NoticeOutcome {
-            id: m.notice_id,
-            state: "sent",
-            channel: Some(m.channel.as_str().to_owned()),
-            language: Some(m.language.clone()),
-            body: Some(m.body.clone()),
-            provider_id: None,
-            reason: None,
-            due_at: None,
-            failed_channels: None,
-            segments: (m.channel == Channel::Sms).then(|| sms_segments(&m.body).1 as i64),
-            refund_attempt: false,
-        };
-        let now = self.clock.now();
-        let tried = n
-            .failed_channels
-            .split('|')
-            .filter(|c| !c.is_empty())
-            .count() as i64;
-        match result {
-            Ok(id) => outcome.provider_id = Some(id),
-            Err(ChannelError::Transient {
-                reason,
-                retry_after,
-            }) if n.attempts < i64::from(self.max_attempts) * (tried + 1) => {
-                let wait = self
-                    .backoff(n.attempts)
-                    .max(retry_after.unwrap_or_default());
-                outcome.state = "queued";
-                outcome.due_at = Some(millis(
-                    now + chrono::Duration::from_std(wait).unwrap_or_default(),
-                ));
-                outcome.reason = Some(reason);
-            }
-            Err(e) => {
-                let failed = if n.failed_channels.is_empty() {
-                    m.channel.as_str().to_owned()
-                } else {
-                    format!("{}|{}", n.failed_channels, m.channel.as_str())
-                };
-                outcome.state = "queued";
-                outcome.due_at = Some(millis(now));
-                outcome.failed_channels = Some(failed);
-                outcome.reason = Some(e.to_string());
-            }
-        }
-        outcome
-    }
-
-    /// retry_base · 2^(attempts − 1), ±25 % jitter, at most ten minutes.
-    fn backoff(&self, attempts: i64) -> Duration {
-        let exp = self
-            .retry_base
-            .saturating_mul(1 << attempts.clamp(1, 16).saturating_sub(1));
-        let capped = exp.min(Duration::from_secs(600));
-        capped.mul_f64(rand::Rng::random_range(&mut rand::rng(), 0.75..1.25))
     }
 
     /// What the notice needs to know of its fault and episode, read under one short lock and

@@ -113,14 +113,14 @@ macro_rules! finish_in {
     }};
 }
 
-/// Marks claims `sending` inside the caller's transaction; evaluates to the ids marked.
-macro_rules! mark_in {
-    ($tx:expr, $db:ty, $claims:expr, $now:expr) => {{
+/// Updates claims that are still as claimed (`claimed`, same attempt number) inside the
+/// caller's transaction, with `set` (a fixed SET clause); evaluates to the ids updated.
+macro_rules! fenced_in {
+    ($tx:expr, $db:ty, $claims:expr, $now:expr, $set:expr) => {{
         let mut marked: Vec<i64> = Vec::with_capacity($claims.len());
         for chunk in $claims.chunks(super::CHUNK_ROWS) {
-            let mut q = sqlx::QueryBuilder::<$db>::new(
-                "UPDATE notices SET state = 'sending', updated_at = ",
-            );
+            let mut q = sqlx::QueryBuilder::<$db>::new($set);
+            q.push(", updated_at = ");
             q.push_bind($now).push(" FROM (");
             q.push_values(chunk, |mut b, (id, attempts)| {
                 b.push_bind(*id).push_bind(*attempts);
@@ -218,7 +218,7 @@ impl Store {
         let marked = on_pool!(self, pool, Db => {
             let mut tx = pool.begin().await?;
             finish_in!(tx, Db, finished, now);
-            let marked = mark_in!(tx, Db, next, now);
+            let marked = fenced_in!(tx, Db, next, now, "UPDATE notices SET state = 'sending'");
             tx.commit().await?;
             marked
         });
@@ -279,6 +279,17 @@ impl Store {
         now: i64,
     ) -> Result<Vec<i64>, StoreError> {
         self.advance_wave(&[], claims, now).await
+    }
+
+    /// Puts claims that were never sent back in the queue (a worker stopping with claims in
+    /// hand), fenced like [`Store::mark_sending`]; the claim does not count as an attempt.
+    pub async fn release_claims(&self, claims: &[(i64, i64)], now: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool, Db => {
+            let mut tx = pool.begin().await?;
+            fenced_in!(tx, Db, claims, now, "UPDATE notices SET state = 'queued', attempts = attempts - 1");
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     /// Settles what a daemon that died mid-batch left behind, once older than `stale_before`

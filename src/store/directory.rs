@@ -55,36 +55,39 @@ impl Store {
         })
     }
 
-    /// Customers changed at or after `since_ms` (all when 0), as mapping sees them, with the
-    /// newest change time seen.
+    /// Customers changed after `since_ms` (all when 0), as mapping sees them, with the newest
+    /// change time seen.
+    ///
+    /// Strictly after: an import stamps all its rows with one time, so "at or after" the
+    /// newest time seen would read a whole million-customer import again on every reload
+    /// until some other customer changed. Imports are stamped with wall-clock milliseconds;
+    /// only a second writer committing in the same millisecond as the newest row seen could
+    /// be missed.
     pub async fn mapped_customers_since(
         &self,
         since_ms: i64,
     ) -> Result<(Vec<MappedCustomer>, i64), StoreError> {
         let sql = "SELECT customer_id, lon, lat, feeder, service_point, critical, updated_at \
-                   FROM customers WHERE updated_at >= $1";
-        let rows = on_pool!(self, pool, _Db => {
-            let rows = sqlx::query(sql).bind(since_ms).fetch_all(pool).await?;
-            rows.iter()
-                .map(|r| Ok((
-                    r.try_get::<String, _>(0)?, r.try_get::<f64, _>(1)?, r.try_get::<f64, _>(2)?,
-                    r.try_get::<Option<String>, _>(3)?, r.try_get::<Option<String>, _>(4)?,
-                    r.try_get::<Option<String>, _>(5)?, r.try_get::<i64, _>(6)?,
-                )))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?
-        });
+                   FROM customers WHERE updated_at > $1";
         let mut newest = since_ms;
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, lon, lat, feeder, service_point, critical, updated_at) in rows {
-            newest = newest.max(updated_at);
-            out.push(MappedCustomer {
-                id: CustomerId::parse(&id).map_err(|e| StoreError::Corrupt(e.0))?,
-                at: Coord::new(lon, lat).map_err(|e| StoreError::Corrupt(e.0))?,
-                feeder,
-                service_point,
-                critical: critical.is_some_and(|c| !c.is_empty()),
-            });
-        }
+        let mut out = Vec::new();
+        // Streamed, not fetched whole: SQLite rows hold copies of their values in SQLite's own
+        // (C) heap, and a million of them at once left ~600 MiB there that the C allocator kept.
+        on_pool!(self, pool, _Db => {
+            let mut rows = sqlx::query(sql).bind(since_ms).fetch(pool);
+            while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+                let updated_at: i64 = r.try_get(6)?;
+                newest = newest.max(updated_at);
+                let id: String = r.try_get(0)?;
+                out.push(MappedCustomer {
+                    id: CustomerId::parse(&id).map_err(|e| StoreError::Corrupt(e.0))?,
+                    at: Coord::new(r.try_get(1)?, r.try_get(2)?).map_err(|e| StoreError::Corrupt(e.0))?,
+                    feeder: r.try_get(3)?,
+                    service_point: r.try_get(4)?,
+                    critical: r.try_get::<Option<String>, _>(5)?.is_some_and(|c| !c.is_empty()),
+                });
+            }
+        });
         Ok((out, newest))
     }
 

@@ -210,15 +210,7 @@ impl Store {
                     })
                     .flat_map(|(f, cs, s, at)| cs.iter().map(move |c| (f.as_str(), c.as_str(), *s, *at)))
                     .collect();
-                for chunk in joins.chunks(CHUNK_ROWS) {
-                    let mut q = QueryBuilder::<Db>::new("INSERT INTO customer_outages (fault_id, customer_id, state, since) ");
-                    q.push_values(chunk, |mut b, (f, c, s, at)| {
-                        b.push_bind(f.to_string()).push_bind(c.to_string()).push_bind(*s).push_bind(*at);
-                    });
-                    q.push(" ON CONFLICT (fault_id, customer_id) DO UPDATE SET state = excluded.state, \
-                            since = excluded.since, restored_at = NULL");
-                    q.build().persistent(false).execute(&mut *tx).await?;
-                }
+                super::bulk::BulkWrite::join_members(&mut *tx, &joins).await?;
                 // Every fault this round closes, in one statement (VALUES columns are `column1`…
                 // in both SQLite and PostgreSQL).
                 let closes: Vec<(&str, &str, i64)> = round

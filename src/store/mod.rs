@@ -2,6 +2,7 @@
 //! text is shared (`$N` placeholders work in both) and [`on_pool!`] runs the same code against
 //! whichever pool is configured, with the backend's own types.
 
+mod bulk;
 mod delivery;
 mod directory;
 mod events;

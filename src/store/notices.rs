@@ -102,7 +102,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let created = on_pool!(self, pool, Db => {
             let mut tx = pool.begin().await?;
-            let created = insert_notices!(tx, Db, notices, now);
+            let created = super::bulk::BulkWrite::insert_notices(&mut *tx, notices, now).await?;
             tx.commit().await?;
             created
         });
@@ -126,9 +126,6 @@ impl Store {
     }
 }
 
-/// Rows per notice insert: 4 bound values each, within SQLite's 32,766 parameters.
-pub(crate) const INSERT_ROWS: usize = 8000;
-
 /// Consecutive runs of intents with the same kind, variant and fault.
 pub(crate) fn same_kind_runs(notices: &[NoticeIntent]) -> Vec<&[NoticeIntent]> {
     let mut runs = Vec::new();
@@ -150,14 +147,7 @@ pub(crate) fn same_kind_runs(notices: &[NoticeIntent]) -> Vec<&[NoticeIntent]> {
 /// function: it expands inside `on_pool!`, where the backend's concrete types are known.
 macro_rules! write_notices {
     ($tx:expr, $db:ty, $w:expr) => {{
-        for chunk in $w.episode_starts.chunks($crate::store::CHUNK_ROWS) {
-            let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO outage_episodes (customer_id, started_at, first_fault_id) ");
-            q.push_values(chunk, |mut b, e| {
-                b.push_bind(e.customer_id.clone()).push_bind(e.started_at).push_bind(e.fault_id.clone());
-            });
-            q.push(" ON CONFLICT (customer_id, started_at) DO NOTHING");
-            q.build().persistent(false).execute(&mut *$tx).await?;
-        }
+        $crate::store::bulk::BulkWrite::insert_episodes(&mut *$tx, &$w.episode_starts).await?;
         // One statement for all of a batch's ends; `column1`/`column2` name a VALUES list's
         // columns in both SQLite and PostgreSQL.
         for chunk in $w.episode_ends.chunks($crate::store::CHUNK_ROWS) {
@@ -168,7 +158,7 @@ macro_rules! write_notices {
             q.push(") AS v WHERE outage_episodes.customer_id = v.column1 AND outage_episodes.ended_at IS NULL");
             q.build().persistent(false).execute(&mut *$tx).await?;
         }
-        $crate::store::notices::insert_notices!($tx, $db, &$w.notices, $w.now);
+        $crate::store::bulk::BulkWrite::insert_notices(&mut *$tx, &$w.notices, $w.now).await?;
         for s in &$w.suppressions {
             for chunk in s.pairs.chunks($crate::store::CHUNK_ROWS) {
                 let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notices SET state = 'suppressed', reason = ");
@@ -186,37 +176,6 @@ macro_rules! write_notices {
     }};
 }
 pub(crate) use write_notices;
-
-/// Inserts notice rows, many per statement, skipping any that exist; evaluates to the number
-/// created. Rows that share kind, variant and fault (all of a fan-out) bind those once per
-/// statement and only what varies per row, which makes statements of 8,000 rows possible within
-/// SQLite's 32,766 bound parameters and cuts the work of a million-row outbox write.
-macro_rules! insert_notices {
-    ($tx:expr, $db:ty, $notices:expr, $now:expr) => {{
-        let mut created: u64 = 0;
-        for group in $crate::store::notices::same_kind_runs($notices) {
-            let first = &group[0];
-            for chunk in group.chunks($crate::store::notices::INSERT_ROWS) {
-                let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO notices (customer_id, episode_started_at, priority, due_at, kind, variant, fault_id, \
-                     state, created_at, updated_at) SELECT v.column1, v.column2, v.column3, v.column4, ",
-                );
-                q.push_bind(first.kind).push(", ").push_bind(first.variant.clone()).push(", ")
-                    .push_bind(first.fault_id.clone()).push(", 'queued', ").push_bind($now).push(", ")
-                    .push_bind($now).push(" FROM (");
-                q.push_values(chunk, |mut b, n| {
-                    b.push_bind(n.customer_id.clone()).push_bind(n.episode_started_at)
-                        .push_bind(n.priority).push_bind(n.due_at);
-                });
-                // `WHERE true` tells SQLite's parser the ON CONFLICT belongs to the INSERT.
-                q.push(") AS v WHERE true ON CONFLICT (customer_id, episode_started_at, kind, variant) DO NOTHING");
-                created += q.build().persistent(false).execute(&mut *$tx).await?.rows_affected();
-            }
-        }
-        created
-    }};
-}
-pub(crate) use insert_notices;
 
 #[cfg(test)]
 mod tests {
