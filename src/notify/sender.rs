@@ -4,6 +4,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio_util::sync::CancellationToken;
@@ -26,24 +27,29 @@ impl DeliveryWorker {
     /// Sends what the claiming half hands over until its channel closes (or `stop`: then the
     /// requests in flight finish and the claims not yet sent go back in the queue).
     ///
-    /// Freed slots are refilled a quarter of the window at a time: the refill is one
-    /// transaction that records the outcomes finished so far and marks the next notices
-    /// `sending`, fenced by each claim's attempt number. So a crash leaves at most 1¼ windows in
-    /// doubt, and one slow request (an SMTP relay's delayed ACK) does not hold back the rest.
+    /// Freed slots are refilled by one transaction that records the outcomes finished so far
+    /// and marks the next notices `sending`, fenced by each claim's attempt number. The
+    /// transaction runs while the requests in flight go on (one at a time; what frees up
+    /// meanwhile is the next refill), so neither the database nor the providers wait for the
+    /// other. Only slots free when a refill starts are filled: at most one window of notices
+    /// is ever `sending`, which bounds what a crash leaves in doubt.
     pub(super) async fn deliver(
         &self,
         rx: &mut mpsc::Receiver<Vec<Job>>,
         stop: &CancellationToken,
     ) -> Result<(), StoreError> {
         let window = self.concurrency.max(1);
-        let refill = (window / 4).max(1);
+        let refill = (window / 8).max(1);
         let mut queue: VecDeque<Job> = VecDeque::new();
         let mut in_flight = FuturesUnordered::new();
+        let mut marking: Option<BoxFuture<'_, Result<Vec<Job>, StoreError>>> = None;
         let mut done = Unrecorded::default();
         let mut open = true;
         loop {
             let stopping = stop.is_cancelled();
-            while open && !stopping && queue.len() < window {
+            // Not while a refill is pending: a log-channel wave writes to the database too, and
+            // the pending refill, not polled meanwhile, might hold SQLite's write lock.
+            while open && !stopping && marking.is_none() && queue.len() < window {
                 match rx.try_recv() {
                     Ok(jobs) => self.enqueue(jobs, &mut queue, &mut done).await?,
                     Err(TryRecvError::Empty) => break,
@@ -51,38 +57,55 @@ impl DeliveryWorker {
                 }
             }
             let free = window - in_flight.len();
-            if !stopping && !queue.is_empty() && (free >= refill || in_flight.is_empty()) {
+            if marking.is_none()
+                && !stopping
+                && !queue.is_empty()
+                && (free >= refill || in_flight.is_empty())
+            {
                 let next: Vec<Job> = queue.drain(..free.min(queue.len())).collect();
-                for job in self.mark_ours(&mut done, next).await? {
-                    in_flight.push(async move {
-                        let result = self.transports.send_one(&job.message).await;
-                        (job, result)
-                    });
+                let outcomes = std::mem::take(&mut done.outcomes);
+                let faults = std::mem::take(&mut done.faults);
+                marking = Some(Box::pin(self.mark_ours(outcomes, faults, next)));
+            }
+            if marking.is_none() && in_flight.is_empty() {
+                // Nothing in flight and nothing sendable in hand: record, then wait for more.
+                self.record(&mut done).await?;
+                if stopping {
+                    let mut unsent: Vec<Job> = queue.drain(..).collect();
+                    while let Ok(jobs) = rx.try_recv() {
+                        unsent.extend(jobs);
+                    }
+                    return self.release(&unsent).await;
+                }
+                if !open {
+                    return Ok(());
+                }
+                tokio::select! {
+                    jobs = rx.recv() => match jobs {
+                        Some(jobs) => self.enqueue(jobs, &mut queue, &mut done).await?,
+                        None => open = false,
+                    },
+                    _ = stop.cancelled() => {}
                 }
                 continue;
             }
-            if let Some((job, result)) = in_flight.next().await {
-                self.settle(job, result, &mut done);
-                continue;
-            }
-            // Nothing in flight and nothing sendable in hand: record, then wait for more.
-            self.record(&mut done).await?;
-            if stopping {
-                let mut unsent: Vec<Job> = queue.drain(..).collect();
-                while let Ok(jobs) = rx.try_recv() {
-                    unsent.extend(jobs);
+            let refilled = async {
+                match marking.as_mut() {
+                    Some(mark) => mark.await,
+                    None => std::future::pending().await,
                 }
-                return self.release(&unsent).await;
-            }
-            if !open {
-                return Ok(());
-            }
+            };
             tokio::select! {
-                jobs = rx.recv() => match jobs {
-                    Some(jobs) => self.enqueue(jobs, &mut queue, &mut done).await?,
-                    None => open = false,
-                },
-                _ = stop.cancelled() => {}
+                marked = refilled => {
+                    marking = None;
+                    for job in marked? {
+                        in_flight.push(async move {
+                            let result = self.transports.send_one(&job.message).await;
+                            (job, result)
+                        });
+                    }
+                }
+                Some((job, result)) = in_flight.next() => self.settle(job, result, &mut done),
             }
         }
     }
@@ -102,7 +125,9 @@ impl DeliveryWorker {
         let mut pending = logged.into_iter().peekable();
         while pending.peek().is_some() {
             let wave: Vec<Job> = pending.by_ref().take(self.concurrency.max(1)).collect();
-            let wave = self.mark_ours(done, wave).await?;
+            let outcomes = std::mem::take(&mut done.outcomes);
+            let faults = std::mem::take(&mut done.faults);
+            let wave = self.mark_ours(outcomes, faults, wave).await?;
             let messages: Vec<Outbound> = wave.iter().map(|j| j.message.clone()).collect();
             let results = self.transports.send_logged(&messages).await;
             for (job, result) in wave.into_iter().zip(results) {
@@ -112,12 +137,13 @@ impl DeliveryWorker {
         Ok(())
     }
 
-    /// Records the unrecorded outcomes and marks `next` `sending` in one transaction, fenced by
-    /// each claim's attempt number (a notice that went stale and was claimed again by another
-    /// worker is left to it); returns the jobs that are still ours to send.
+    /// Records `outcomes` and marks `next` `sending` in one transaction, fenced by each claim's
+    /// attempt number (a notice that went stale and was claimed again by another worker is
+    /// left to it); returns the jobs that are still ours to send.
     async fn mark_ours(
         &self,
-        done: &mut Unrecorded,
+        outcomes: Vec<NoticeOutcome>,
+        faults: HashSet<String>,
         next: Vec<Job>,
     ) -> Result<Vec<Job>, StoreError> {
         let fence: Vec<(i64, i64)> = next
@@ -127,12 +153,11 @@ impl DeliveryWorker {
         let now = millis(self.clock.now());
         let ours: HashSet<i64> = self
             .store
-            .advance_wave(&done.outcomes, &fence, now)
+            .advance_wave(&outcomes, &fence, now)
             .await?
             .into_iter()
             .collect();
-        done.outcomes.clear();
-        self.report_dirty(done);
+        self.report_dirty(faults);
         Ok(next
             .into_iter()
             .filter(|j| ours.contains(&j.claim.id))
@@ -151,7 +176,7 @@ impl DeliveryWorker {
             self.store.mark_bad_contacts(&done.bad).await?;
             done.bad.clear();
         }
-        self.report_dirty(done);
+        self.report_dirty(std::mem::take(&mut done.faults));
         Ok(())
     }
 
@@ -170,8 +195,7 @@ impl DeliveryWorker {
     }
 
     /// Tells the status publisher which faults' notice counts changed.
-    fn report_dirty(&self, done: &mut Unrecorded) {
-        let faults = std::mem::take(&mut done.faults);
+    fn report_dirty(&self, faults: HashSet<String>) {
         if let Some(dirty) = &self.dirty {
             for id in faults.iter().filter_map(|f| FaultId::parse(f).ok()) {
                 let _ = dirty.send(id);
