@@ -367,6 +367,9 @@ impl Skill {
 pub struct SkillLevel(u8);
 
 impl SkillLevel {
+    /// Level 1, a trainee.
+    pub const MIN: SkillLevel = SkillLevel(1);
+
     pub fn new(level: u8) -> Result<Self, DomainError> {
         if (1..=3).contains(&level) {
             Ok(Self(level))

@@ -21,6 +21,7 @@ pub mod mapping;
 pub mod notify;
 pub mod outage;
 pub mod shared;
+pub mod staffing;
 pub mod status;
 pub mod store;
 pub mod telemetry;

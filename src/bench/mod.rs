@@ -18,6 +18,7 @@ use crate::mapping::{AreaShape, CustomerIndex, MappedCustomer, PreparedArea};
 
 mod fanout;
 mod sinks;
+pub mod staffing;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchWhat {
@@ -61,6 +62,18 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 2000)]
         batch: usize,
     },
+    /// Crew assignment: the sparse exact solver against dense Hungarian and greedy.
+    Staffing {
+        #[arg(long, default_value_t = 5000)]
+        staff: usize,
+        #[arg(long, default_value_t = 2000)]
+        slots: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also run the dense Hungarian algorithm on the full instance (slow by design).
+        #[arg(long)]
+        hungarian: bool,
+    },
 }
 
 pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
@@ -91,6 +104,20 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
                 batch,
             })
             .await
+        }
+        BenchWhat::Staffing {
+            staff,
+            slots,
+            seed,
+            hungarian,
+        } => {
+            staffing::staffing(&staffing::StaffingArgs {
+                staff,
+                slots,
+                seed,
+                hungarian,
+            });
+            Ok(())
         }
     }
 }

@@ -1,0 +1,225 @@
+//! From faults and people to an assignment problem and back: the slots each fault needs, who
+//! may take which slot (the hard constraints), what each choice costs (the soft ones, as one
+//! integer), and the solved assignment with the cost terms that chose it.
+
+use geo::{Distance, Geodesic, Point};
+
+use super::solver::{Row, Solver};
+use crate::domain::{Coord, FaultId, Skill, SkillLevel, StaffId, StaffStatus};
+
+/// One position a fault needs filled.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotKey {
+    pub fault: FaultId,
+    pub skill: Skill,
+    /// Tells apart several slots of one skill at one fault.
+    pub index: u16,
+}
+
+/// A slot with what it requires.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub key: SlotKey,
+    pub min_level: SkillLevel,
+    pub at: Coord,
+    /// Higher is more important (see [`super::priority`]).
+    pub priority: i64,
+}
+
+/// A staff member as the planner sees them.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: StaffId,
+    pub skills: Vec<(Skill, SkillLevel)>,
+    pub at: Coord,
+    pub status: StaffStatus,
+    /// Hours on assignment since their last rest.
+    pub hours_worked: f64,
+    pub max_shift_hours: f64,
+    /// The slot they are dispatched to now, if any (moving them costs a disruption).
+    pub current: Option<SlotKey>,
+}
+
+impl Person {
+    /// An imported staff member, at their depot, rested and not dispatched.
+    pub fn from_record(r: &crate::directory::StaffRecord) -> Self {
+        Self {
+            id: r.id.clone(),
+            skills: r.skills.clone(),
+            at: r.depot,
+            status: r.status,
+            hours_worked: 0.0,
+            max_shift_hours: r.max_shift_hours,
+            current: None,
+        }
+    }
+
+    fn level(&self, skill: Skill) -> Option<SkillLevel> {
+        self.skills
+            .iter()
+            .filter(|(s, _)| *s == skill)
+            .map(|(_, l)| *l)
+            .max()
+    }
+}
+
+/// A coordinator's decision the solver must keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub slot: SlotKey,
+    pub staff: StaffId,
+}
+
+/// The weights of the soft constraints (configuration `[staffing]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    /// Road distance ÷ geodesic distance (1.0: as the crow flies).
+    pub road_factor: f64,
+    /// Added to the cost of calling in someone on call (≈ metres of travel at priority 1).
+    pub on_call: i64,
+    /// Added when someone already dispatched elsewhere is moved.
+    pub disruption: i64,
+    /// Cost of an unfilled slot per point of its priority; large, so that filling more
+    /// important slots always beats travel.
+    pub unfilled: i64,
+    /// Cheapest candidates kept per slot (the sparse arcs).
+    pub candidates: usize,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Self {
+            road_factor: 1.3,
+            on_call: 20_000,
+            disruption: 50_000,
+            unfilled: 100_000_000,
+            candidates: 64,
+        }
+    }
+}
+
+/// Why a person was chosen for a slot: the terms of the cost that chose them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Terms {
+    /// Road metres (geodesic × road factor).
+    pub travel_m: i64,
+    pub priority: i64,
+    pub on_call: i64,
+    pub disruption: i64,
+    pub total: i64,
+}
+
+/// One filled slot.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub slot: SlotKey,
+    pub staff: StaffId,
+    pub pinned: bool,
+    pub terms: Terms,
+}
+
+/// The solved plan.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub assignments: Vec<Assignment>,
+    pub unfilled: Vec<SlotKey>,
+    /// The solver's objective (pinned slots excluded).
+    pub cost: i64,
+}
+
+/// Whether `p` may take `slot` at all: skill and level, not off duty, not past the fatigue
+/// limit.
+pub fn qualified(p: &Person, slot: &Slot) -> bool {
+    p.status != StaffStatus::OffDuty
+        && p.hours_worked < p.max_shift_hours
+        && p.level(slot.key.skill)
+            .is_some_and(|l| l.get() >= slot.min_level.get())
+}
+
+/// The cost of `p` taking `slot`, term by term.
+pub fn terms(p: &Person, slot: &Slot, w: &Weights) -> Terms {
+    let metres = Geodesic.distance(
+        Point::new(p.at.lon, p.at.lat),
+        Point::new(slot.at.lon, slot.at.lat),
+    );
+    let travel_m = (metres * w.road_factor).round() as i64;
+    let on_call = if p.status == StaffStatus::OnCall {
+        w.on_call
+    } else {
+        0
+    };
+    let disruption = match &p.current {
+        Some(current) if *current != slot.key => w.disruption,
+        _ => 0,
+    };
+    Terms {
+        travel_m,
+        priority: slot.priority,
+        on_call,
+        disruption,
+        total: travel_m * slot.priority.max(1) + on_call + disruption,
+    }
+}
+
+/// Solves the assignment exactly. Pinned slots keep their person (whatever the rules say — a
+/// coordinator's override sticks) and that person is not offered elsewhere.
+pub fn plan(slots: &[Slot], people: &[Person], pins: &[Pin], w: &Weights) -> Plan {
+    let pinned_staff: std::collections::HashSet<&StaffId> = pins.iter().map(|p| &p.staff).collect();
+    let mut result = Plan::default();
+    let mut open = Vec::new();
+    for slot in slots {
+        match pins.iter().find(|p| p.slot == slot.key) {
+            Some(pin) => {
+                let terms = people
+                    .iter()
+                    .find(|p| p.id == pin.staff)
+                    .map(|p| terms(p, slot, w))
+                    .unwrap_or_default();
+                result.assignments.push(Assignment {
+                    slot: slot.key.clone(),
+                    staff: pin.staff.clone(),
+                    pinned: true,
+                    terms,
+                });
+            }
+            None => open.push(slot),
+        }
+    }
+    let free: Vec<&Person> = people
+        .iter()
+        .filter(|p| !pinned_staff.contains(&p.id))
+        .collect();
+    let rows: Vec<Row> = open.iter().map(|slot| row(slot, &free, w)).collect();
+    let solver = Solver::solve(free.len(), rows);
+    result.cost = solver.total_cost();
+    for (slot, chosen) in open.iter().zip(solver.assignment()) {
+        match chosen {
+            Some(j) => result.assignments.push(Assignment {
+                slot: slot.key.clone(),
+                staff: free[j].id.clone(),
+                pinned: false,
+                terms: terms(free[j], slot, w),
+            }),
+            None => result.unfilled.push(slot.key.clone()),
+        }
+    }
+    result
+}
+
+/// The sparse arcs of one slot: its `w.candidates` cheapest qualified people.
+pub fn row(slot: &Slot, people: &[&Person], w: &Weights) -> Row {
+    let mut arcs: Vec<(u32, i64)> = people
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| qualified(p, slot))
+        .map(|(j, p)| (j as u32, terms(p, slot, w).total))
+        .collect();
+    if arcs.len() > w.candidates {
+        arcs.select_nth_unstable_by_key(w.candidates, |&(_, c)| c);
+        arcs.truncate(w.candidates);
+    }
+    Row {
+        arcs,
+        unfilled: slot.priority.max(1).saturating_mul(w.unfilled),
+    }
+}

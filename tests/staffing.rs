@@ -1,0 +1,299 @@
+//! Crew assignment: the sparse exact solver against an independent dense Hungarian algorithm on
+//! hundreds of seeded instances (scarce ones included), incremental re-solves, validity on the
+//! sample staff, reallocation to a more critical fault, and pinned overrides.
+
+use std::collections::HashSet;
+
+use faultline::bench::staffing::{instance, rows};
+use faultline::domain::{Coord, FaultId, Skill, SkillLevel, StaffStatus};
+use faultline::staffing::plan::{self, Person, Pin, Slot, SlotKey, Weights};
+use faultline::staffing::reference::{greedy, hungarian};
+use faultline::staffing::rules::{default_rules, needs};
+use faultline::staffing::solver::{Row, Solver};
+use rand::{Rng, SeedableRng};
+
+/// A random sparse instance: costs in a narrow range (many ties) or a wide one, some rows with
+/// no arcs, unfilled costs sometimes below the arcs' (leaving a slot open is then cheaper).
+fn random_rows(seed: u64) -> (usize, Vec<Row>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let staff = rng.random_range(1..=14);
+    let n = rng.random_range(1..=12);
+    let spread = if rng.random_bool(0.5) { 5 } else { 10_000 };
+    let density = rng.random_range(0.1..1.0);
+    let rows = (0..n)
+        .map(|_| Row {
+            arcs: (0..staff as u32)
+                .filter_map(|j| {
+                    let cost = rng.random_range(0..spread);
+                    rng.random_bool(density).then_some((j, cost))
+                })
+                .collect(),
+            unfilled: rng.random_range(0..spread * 2),
+        })
+        .collect();
+    (staff, rows)
+}
+
+fn valid(staff: usize, rows: &[Row], assigned: &[Option<usize>], cost: i64) {
+    let mut used = HashSet::new();
+    let mut total = 0;
+    for (row, a) in rows.iter().zip(assigned) {
+        match a {
+            Some(j) => {
+                assert!(*j < staff && used.insert(*j), "no one twice");
+                let arc = row.arcs.iter().find(|(col, _)| *col as usize == *j);
+                total += arc.expect("only along an arc").1;
+            }
+            None => total += row.unfilled,
+        }
+    }
+    assert_eq!(total, cost, "the reported cost is the assignment's");
+}
+
+#[test]
+fn equal_cost_to_the_hungarian_algorithm_on_500_seeded_instances() {
+    for seed in 0..500 {
+        let (staff, rows) = random_rows(seed);
+        let solver = Solver::solve(staff, rows.clone());
+        let (_, reference) = hungarian(staff, &rows);
+        assert_eq!(solver.total_cost(), reference, "seed {seed}");
+        assert!(solver.certify(), "seed {seed}: certificate");
+        valid(staff, &rows, &solver.assignment(), solver.total_cost());
+        let (g, greedy_cost) = greedy(staff, &rows);
+        valid(staff, &rows, &g, greedy_cost);
+        assert!(greedy_cost >= reference, "seed {seed}");
+    }
+}
+
+#[test]
+fn equal_cost_on_seeded_storms_ample_and_scarce() {
+    let w = Weights {
+        candidates: usize::MAX,
+        ..Weights::default()
+    };
+    for seed in 0..40 {
+        for scarcity in [1.0, 8.0] {
+            let (slots, people) = instance(seed, 30, 25, scarcity);
+            let rows = rows(&slots, &people, &w);
+            let solver = Solver::solve(people.len(), rows.clone());
+            assert_eq!(
+                solver.total_cost(),
+                hungarian(people.len(), &rows).1,
+                "seed {seed}"
+            );
+            if scarcity > 1.0 {
+                let filled = solver.assignment().iter().flatten().count();
+                assert!(filled <= people.len());
+            }
+        }
+    }
+}
+
+#[test]
+fn adding_rows_to_a_solved_problem_equals_solving_it_whole() {
+    for seed in 0..200 {
+        let (staff, rows) = random_rows(1000 + seed);
+        let half = rows.len() / 2;
+        let mut warm = Solver::solve(staff, rows[..half].to_vec());
+        for row in &rows[half..] {
+            warm.add_row(row.clone());
+        }
+        assert_eq!(warm.total_cost(), hungarian(staff, &rows).1, "seed {seed}");
+        assert!(warm.certify());
+    }
+}
+
+fn sample_people() -> Vec<Person> {
+    let text = std::fs::read_to_string("samples/staff.csv").unwrap();
+    let report = faultline::directory::parse_staff(&text).unwrap();
+    assert!(report.errors.is_empty());
+    report.rows.iter().map(Person::from_record).collect()
+}
+
+fn slots_for(fault: &str, at: Coord, cause: &str, severity: &str, priority: i64) -> Vec<Slot> {
+    let severity = serde_json::from_str(&format!("\"{severity}\"")).unwrap();
+    let needs = needs(&default_rules(), cause, severity, &Default::default());
+    let mut seen = std::collections::HashMap::new();
+    needs
+        .into_iter()
+        .map(|n| {
+            let index = seen.entry(n.skill).or_insert(0u16);
+            *index += 1;
+            Slot {
+                key: SlotKey {
+                    fault: FaultId::parse(fault).unwrap(),
+                    skill: n.skill,
+                    index: *index,
+                },
+                min_level: n.min_level,
+                at,
+                priority,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn assignments_on_the_sample_staff_respect_every_hard_constraint() {
+    let mut people = sample_people();
+    // Some are past their fatigue limit.
+    for p in people.iter_mut().step_by(7) {
+        p.hours_worked = p.max_shift_hours;
+    }
+    let schwerin = Coord {
+        lon: 11.41,
+        lat: 53.63,
+    };
+    let mut slots = Vec::new();
+    for (i, (cause, severity)) in [
+        ("tree", "major"),
+        ("equipment", "minor"),
+        ("storm", "critical"),
+    ]
+    .iter()
+    .cycle()
+    .take(24)
+    .enumerate()
+    {
+        let at = Coord {
+            lon: schwerin.lon + 0.02 * i as f64,
+            lat: schwerin.lat + 0.01 * (i % 5) as f64,
+        };
+        slots.extend(slots_for(
+            &format!("F-{i}"),
+            at,
+            cause,
+            severity,
+            10 + i as i64,
+        ));
+    }
+    let plan = plan::plan(&slots, &people, &[], &Weights::default());
+    assert_eq!(plan.assignments.len() + plan.unfilled.len(), slots.len());
+    assert!(!plan.assignments.is_empty());
+    let mut booked = HashSet::new();
+    for a in &plan.assignments {
+        let slot = slots.iter().find(|s| s.key == a.slot).unwrap();
+        let p = people.iter().find(|p| p.id == a.staff).unwrap();
+        assert!(booked.insert(&p.id), "{} booked twice", p.id);
+        assert_ne!(p.status, StaffStatus::OffDuty, "{} is off duty", p.id);
+        assert!(
+            p.hours_worked < p.max_shift_hours,
+            "{} is past the fatigue limit",
+            p.id
+        );
+        assert!(
+            p.skills
+                .iter()
+                .any(|(s, l)| *s == slot.key.skill && l.get() >= slot.min_level.get()),
+            "{} lacks {:?} ≥ {}",
+            p.id,
+            slot.key.skill,
+            slot.min_level.get()
+        );
+        assert_eq!(
+            a.terms.total,
+            plan::terms(p, slot, &Weights::default()).total
+        );
+    }
+    // An unfilled slot means nobody qualified was left over.
+    for key in &plan.unfilled {
+        let slot = slots.iter().find(|s| &s.key == key).unwrap();
+        assert!(
+            !people
+                .iter()
+                .any(|p| !booked.contains(&p.id) && plan::qualified(p, slot)),
+            "{key:?} left open while someone qualified was free"
+        );
+    }
+}
+
+fn lineworker(id: &str, lon: f64) -> Person {
+    Person {
+        id: faultline::domain::StaffId::parse(id).unwrap(),
+        skills: vec![(Skill::Lineworker, SkillLevel::new(3).unwrap())],
+        at: Coord { lon, lat: 53.5 },
+        status: StaffStatus::OnShift,
+        hours_worked: 0.0,
+        max_shift_hours: 12.0,
+        current: None,
+    }
+}
+
+fn one_slot(fault: &str, lon: f64, priority: i64) -> Slot {
+    Slot {
+        key: SlotKey {
+            fault: FaultId::parse(fault).unwrap(),
+            skill: Skill::Lineworker,
+            index: 1,
+        },
+        min_level: SkillLevel::MIN,
+        at: Coord { lon, lat: 53.5 },
+        priority,
+    }
+}
+
+#[test]
+fn a_more_critical_fault_takes_the_crew_and_a_pin_keeps_it() {
+    let w = Weights::default();
+    let mut people = vec![lineworker("S1", 11.0)];
+    let minor = one_slot("MINOR-1", 11.01, 5);
+    let first = plan::plan(std::slice::from_ref(&minor), &people, &[], &w);
+    assert_eq!(first.assignments[0].staff.as_str(), "S1");
+
+    // A hazard far away arrives: moving S1 costs a disruption and 50 km, but an unfilled
+    // hazard costs far more.
+    people[0].current = Some(minor.key.clone());
+    let hazard = one_slot("HAZARD-1", 11.75, 1_000_000);
+    let second = plan::plan(&[minor.clone(), hazard.clone()], &people, &[], &w);
+    let taken = second
+        .assignments
+        .iter()
+        .find(|a| a.staff.as_str() == "S1")
+        .unwrap();
+    assert_eq!(taken.slot, hazard.key, "reallocated to the hazard");
+    assert!(
+        taken.terms.disruption > 0,
+        "the move's disruption is on record"
+    );
+    assert_eq!(second.unfilled, vec![minor.key.clone()]);
+
+    // The coordinator pins S1 to the minor fault: re-solving keeps it.
+    let pin = Pin {
+        slot: minor.key.clone(),
+        staff: people[0].id.clone(),
+    };
+    let third = plan::plan(&[minor.clone(), hazard.clone()], &people, &[pin], &w);
+    let kept = third
+        .assignments
+        .iter()
+        .find(|a| a.slot == minor.key)
+        .unwrap();
+    assert!(kept.pinned && kept.staff.as_str() == "S1");
+    assert_eq!(third.unfilled, vec![hazard.key]);
+}
+
+#[test]
+fn nearest_qualified_wins_and_on_call_costs_more() {
+    let w = Weights::default();
+    let near_on_call = Person {
+        status: StaffStatus::OnCall,
+        ..lineworker("NEAR", 11.0)
+    };
+    let a_bit_further = lineworker("FURTHER", 11.005); // ≈ 330 m more
+    let slot = one_slot("F-1", 10.99, 1);
+    let plan = plan::plan(
+        &[slot.clone()],
+        &[near_on_call.clone(), a_bit_further],
+        &[],
+        &w,
+    );
+    assert_eq!(
+        plan.assignments[0].staff.as_str(),
+        "FURTHER",
+        "on call costs 20 km-equivalents"
+    );
+    let far = lineworker("FAR", 11.9);
+    let plan = plan::plan(&[slot], &[near_on_call, far], &[], &w);
+    assert_eq!(plan.assignments[0].staff.as_str(), "NEAR", "but not 60 km");
+    assert!(plan.assignments[0].terms.on_call > 0);
+}
