@@ -282,7 +282,7 @@ fn nearest_qualified_wins_and_on_call_costs_more() {
     let a_bit_further = lineworker("FURTHER", 11.005); // ≈ 330 m more
     let slot = one_slot("F-1", 10.99, 1);
     let plan = plan::plan(
-        &[slot.clone()],
+        std::slice::from_ref(&slot),
         &[near_on_call.clone(), a_bit_further],
         &[],
         &w,
