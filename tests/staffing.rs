@@ -297,3 +297,31 @@ fn nearest_qualified_wins_and_on_call_costs_more() {
     assert_eq!(plan.assignments[0].staff.as_str(), "NEAR", "but not 60 km");
     assert!(plan.assignments[0].terms.on_call > 0);
 }
+
+#[test]
+fn the_nearest_qualified_walk_keeps_exactly_the_cheapest_candidates() {
+    let w = Weights {
+        candidates: 8,
+        ..Weights::default()
+    };
+    for seed in 0..20 {
+        let (slots, mut people) = instance(seed, 300, 60, 1.0);
+        for p in people.iter_mut().step_by(3) {
+            p.status = StaffStatus::OnCall; // the on-call term reorders neighbours by cost
+        }
+        let refs: Vec<&Person> = people.iter().collect();
+        let candidates = plan::Candidates::new(&refs);
+        for slot in &slots {
+            let mut walked: Vec<i64> = candidates.row(slot, &w).arcs.iter().map(|a| a.1).collect();
+            let mut brute: Vec<i64> = people
+                .iter()
+                .filter(|p| plan::qualified(p, slot))
+                .map(|p| plan::terms(p, slot, &w).total)
+                .collect();
+            brute.sort_unstable();
+            brute.truncate(w.candidates);
+            walked.sort_unstable();
+            assert_eq!(walked, brute, "seed {seed}, {:?}", slot.key);
+        }
+    }
+}

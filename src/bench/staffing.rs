@@ -64,7 +64,9 @@ pub fn instance(seed: u64, staff: usize, slots: usize, scarcity: f64) -> (Vec<Sl
             level(&mut rng).map(|l| (main, l)).into_iter().collect();
         if rng.random_bool(1.0 / 3.0) {
             let other = SKILLS[rng.random_range(0..SKILLS.len())];
-            if let (true, Some(l)) = (other != main, level(&mut rng)) {
+            let thinned =
+                other == Skill::Lineworker && rng.random_bool(1.0 - 1.0 / scarcity.max(1.0));
+            if let (true, false, Some(l)) = (other != main, thinned, level(&mut rng)) {
                 skills.push((other, l));
             }
         }
@@ -93,7 +95,8 @@ pub fn instance(seed: u64, staff: usize, slots: usize, scarcity: f64) -> (Vec<Sl
 /// `usize::MAX`).
 pub fn rows(slots: &[Slot], people: &[Person], w: &Weights) -> Vec<Row> {
     let refs: Vec<&Person> = people.iter().collect();
-    slots.iter().map(|s| plan::row(s, &refs, w)).collect()
+    let candidates = plan::Candidates::new(&refs);
+    slots.iter().map(|s| candidates.row(s, w)).collect()
 }
 
 /// How the bench is run.
@@ -109,7 +112,7 @@ pub struct StaffingArgs {
 /// Runs the benchmark and prints what it measured.
 pub fn staffing(args: &StaffingArgs) {
     let w = Weights::default();
-    for (name, scarcity) in [("ample", 1.0), ("scarce lineworkers", 6.0)] {
+    for (name, scarcity) in [("ample", 1.0), ("scarce lineworkers", 20.0)] {
         let (slots, people) = instance(args.seed, args.staff, args.slots, scarcity);
         let (built, rows) = timed(|| rows(&slots, &people, &w));
         let arcs: usize = rows.iter().map(|r| r.arcs.len()).sum();
@@ -118,10 +121,11 @@ pub fn staffing(args: &StaffingArgs) {
         // One more fault of five slots, augmented from the solved state.
         let (new_slots, _) = instance(args.seed + 1, 0, 5, scarcity);
         let refs: Vec<&Person> = people.iter().collect();
+        let candidates = plan::Candidates::new(&refs);
         let mut warm = solver.clone();
         let (incremental, ()) = timed(|| {
             for s in &new_slots {
-                warm.add_row(plan::row(s, &refs, &w));
+                warm.add_row(candidates.row(s, &w));
             }
         });
         let (greedy_time, (_, greedy_cost)) =

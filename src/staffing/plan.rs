@@ -2,7 +2,11 @@
 //! may take which slot (the hard constraints), what each choice costs (the soft ones, as one
 //! integer), and the solved assignment with the cost terms that chose it.
 
+use std::collections::{BinaryHeap, HashMap};
+
 use geo::{Distance, Geodesic, Point};
+use rstar::primitives::GeomWithData;
+use rstar::{PointDistance, RTree};
 
 use super::solver::{Row, Solver};
 use crate::domain::{Coord, FaultId, Skill, SkillLevel, StaffId, StaffStatus};
@@ -189,7 +193,8 @@ pub fn plan(slots: &[Slot], people: &[Person], pins: &[Pin], w: &Weights) -> Pla
         .iter()
         .filter(|p| !pinned_staff.contains(&p.id))
         .collect();
-    let rows: Vec<Row> = open.iter().map(|slot| row(slot, &free, w)).collect();
+    let candidates = Candidates::new(&free);
+    let rows: Vec<Row> = open.iter().map(|slot| candidates.row(slot, w)).collect();
     let solver = Solver::solve(free.len(), rows);
     result.cost = solver.total_cost();
     for (slot, chosen) in open.iter().zip(solver.assignment()) {
@@ -206,20 +211,77 @@ pub fn plan(slots: &[Slot], people: &[Person], pins: &[Pin], w: &Weights) -> Pla
     result
 }
 
-/// The sparse arcs of one slot: its `w.candidates` cheapest qualified people.
-pub fn row(slot: &Slot, people: &[&Person], w: &Weights) -> Row {
-    let mut arcs: Vec<(u32, i64)> = people
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| qualified(p, slot))
-        .map(|(j, p)| (j as u32, terms(p, slot, w).total))
-        .collect();
-    if arcs.len() > w.candidates {
-        arcs.select_nth_unstable_by_key(w.candidates, |&(_, c)| c);
-        arcs.truncate(w.candidates);
+/// People indexed for the nearest-qualified search: one R-tree per skill over points on the
+/// unit sphere, where straight-line (chord) distance orders people by great-circle distance.
+pub struct Candidates<'a> {
+    people: &'a [&'a Person],
+    trees: HashMap<Skill, RTree<GeomWithData<[f64; 3], u32>>>,
+}
+
+/// Mean Earth radius, metres.
+const EARTH_M: f64 = 6_371_008.8;
+
+fn on_sphere(c: Coord) -> [f64; 3] {
+    let (lat, lon) = (c.lat.to_radians(), c.lon.to_radians());
+    [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
+}
+
+impl<'a> Candidates<'a> {
+    pub fn new(people: &'a [&'a Person]) -> Self {
+        let mut points: HashMap<Skill, Vec<GeomWithData<[f64; 3], u32>>> = HashMap::new();
+        for (j, p) in people.iter().enumerate() {
+            let mut skills: Vec<Skill> = p.skills.iter().map(|(s, _)| *s).collect();
+            skills.sort_unstable();
+            skills.dedup();
+            for skill in skills {
+                points
+                    .entry(skill)
+                    .or_default()
+                    .push(GeomWithData::new(on_sphere(p.at), j as u32));
+            }
+        }
+        let trees = points
+            .into_iter()
+            .map(|(skill, pts)| (skill, RTree::bulk_load(pts)))
+            .collect();
+        Self { people, trees }
     }
-    Row {
-        arcs,
-        unfilled: slot.priority.max(1).saturating_mul(w.unfilled),
+
+    /// The sparse arcs of one slot: its `w.candidates` cheapest qualified people, found by
+    /// walking outwards from the slot. Travel only grows along the walk and the other terms
+    /// are never negative, so the walk stops once the travel alone of the next person would
+    /// cost more than the dearest candidate kept: the kept ones are exactly the cheapest.
+    pub fn row(&self, slot: &Slot, w: &Weights) -> Row {
+        let unfilled = slot.priority.max(1).saturating_mul(w.unfilled);
+        let Some(tree) = self.trees.get(&slot.key.skill) else {
+            return Row {
+                arcs: Vec::new(),
+                unfilled,
+            };
+        };
+        let here = on_sphere(slot.at);
+        let mut kept: BinaryHeap<(i64, u32)> = BinaryHeap::new();
+        for point in tree.nearest_neighbor_iter(&here) {
+            if kept.len() >= w.candidates {
+                let chord = point.distance_2(&here).sqrt();
+                let sphere_m = 2.0 * EARTH_M * (chord / 2.0).min(1.0).asin();
+                // The ellipsoid's distances differ from the sphere's by well under 1 %.
+                let floor = (sphere_m * 0.99 * w.road_factor) as i64 * slot.priority.max(1);
+                if kept.peek().is_some_and(|&(dearest, _)| floor > dearest) {
+                    break;
+                }
+            }
+            let p = self.people[point.data as usize];
+            if !qualified(p, slot) {
+                continue;
+            }
+            kept.push((terms(p, slot, w).total, point.data));
+            if kept.len() > w.candidates {
+                kept.pop();
+            }
+        }
+        let mut arcs: Vec<(u32, i64)> = kept.into_iter().map(|(c, j)| (j, c)).collect();
+        arcs.sort_unstable();
+        Row { arcs, unfilled }
     }
 }
