@@ -62,6 +62,7 @@ pub struct Settings {
     pub retention: RetentionSettings,
     pub schedule: ScheduleSettings,
     pub channels: ChannelsSettings,
+    pub staffing: crate::staffing::settings::StaffingSettings,
     pub log: LogSettings,
 }
 
@@ -392,6 +393,9 @@ impl Settings {
                 "must list at least one offset above 0",
             ));
         }
+        self.staffing
+            .validate()
+            .map_err(|(key, msg)| invalid(key, &msg))?;
         if self.retention.days == 0 {
             return Err(invalid("retention.days", "must be at least 1"));
         }
@@ -475,7 +479,11 @@ mod tests {
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("mqtt.status_topic"), "{err}");
         type Breaker = fn(&mut Settings);
-        let cases: [(&str, Breaker); 4] = [
+        let cases: [(&str, Breaker); 6] = [
+            ("staffing.rules", |s| {
+                s.staffing.rules[0].slots = vec!["lineworker:9".into()]
+            }),
+            ("staffing.road_factor", |s| s.staffing.road_factor = 0.5),
             ("schedule.retention_purge", |s| {
                 s.schedule.retention_purge = "0 61 * * * *".into()
             }),

@@ -8,7 +8,7 @@ use faultline::bench::staffing::{instance, rows};
 use faultline::domain::{Coord, FaultId, Skill, SkillLevel, StaffStatus};
 use faultline::staffing::plan::{self, Person, Pin, Slot, SlotKey, Weights};
 use faultline::staffing::reference::{greedy, hungarian};
-use faultline::staffing::rules::{default_rules, needs};
+use faultline::staffing::rules::needs;
 use faultline::staffing::solver::{Row, Solver};
 use rand::{Rng, SeedableRng};
 
@@ -112,7 +112,12 @@ fn sample_people() -> Vec<Person> {
 
 fn slots_for(fault: &str, at: Coord, cause: &str, severity: &str, priority: i64) -> Vec<Slot> {
     let severity = serde_json::from_str(&format!("\"{severity}\"")).unwrap();
-    let needs = needs(&default_rules(), cause, severity, &Default::default());
+    let needs = needs(
+        &faultline::config::Settings::defaults().staffing.rules,
+        cause,
+        severity,
+        &Default::default(),
+    );
     let mut seen = std::collections::HashMap::new();
     needs
         .into_iter()

@@ -5,9 +5,11 @@
 //! The solver is a pure function of (slots, staff, pins): the same inputs give the same plan,
 //! which is what makes a coordinator's override stick across re-solves.
 
+pub mod callcenter;
 pub mod erlang;
 pub mod plan;
 pub mod priority;
 pub mod reference;
 pub mod rules;
+pub mod settings;
 pub mod solver;

@@ -48,46 +48,6 @@ impl Need {
     }
 }
 
-/// The built-in rules: what a utility would send by default.
-pub fn default_rules() -> Vec<CrewRule> {
-    let rule = |cause: &str, severity: &str, slots: &[&str]| CrewRule {
-        cause: cause.into(),
-        severity: severity.into(),
-        slots: slots.iter().map(|s| (*s).to_owned()).collect(),
-    };
-    vec![
-        rule(
-            "*",
-            "critical",
-            &[
-                "lineworker:2",
-                "lineworker",
-                "safety_officer:2",
-                "damage_assessor",
-            ],
-        ),
-        rule(
-            "tree",
-            "major",
-            &[
-                "tree_trimmer",
-                "tree_trimmer",
-                "lineworker:2",
-                "lineworker",
-                "safety_officer",
-            ],
-        ),
-        rule("tree", "*", &["tree_trimmer", "lineworker"]),
-        rule("equipment", "*", &["substation_tech:2", "lineworker"]),
-        rule(
-            "*",
-            "major",
-            &["lineworker:2", "lineworker", "damage_assessor"],
-        ),
-        rule("*", "*", &["lineworker"]),
-    ]
-}
-
 /// Checks every rule's slots parse (configuration errors name the rule).
 pub fn validate(rules: &[CrewRule]) -> Result<(), String> {
     for (i, r) in rules.iter().enumerate() {
@@ -134,9 +94,14 @@ pub fn needs(
 mod tests {
     use super::*;
 
+    /// The shipped rules (config/default.toml).
+    fn rules() -> Vec<CrewRule> {
+        crate::config::Settings::defaults().staffing.rules
+    }
+
     #[test]
     fn a_major_tree_fault_needs_the_documented_crew() {
-        let needs = needs(&default_rules(), "tree", Severity::Major, &BTreeMap::new());
+        let needs = needs(&rules(), "tree", Severity::Major, &BTreeMap::new());
         let count = |skill| needs.iter().filter(|n| n.skill == skill).count();
         assert_eq!(count(Skill::TreeTrimmer), 2);
         assert_eq!(count(Skill::Lineworker), 2);
@@ -150,7 +115,7 @@ mod tests {
     fn the_event_overrides_the_rules_and_bad_rules_are_named() {
         let mut own = BTreeMap::new();
         own.insert(Skill::Lineworker, 4);
-        let needs = needs(&default_rules(), "tree", Severity::Major, &own);
+        let needs = needs(&rules(), "tree", Severity::Major, &own);
         assert_eq!(needs.len(), 4);
         assert!(needs.iter().all(|n| n.skill == Skill::Lineworker));
         let bad = vec![CrewRule {
@@ -159,6 +124,6 @@ mod tests {
             slots: vec!["lineworker:7".into()],
         }];
         assert!(validate(&bad).unwrap_err().contains("rule 1"));
-        assert!(validate(&default_rules()).is_ok());
+        assert!(validate(&rules()).is_ok());
     }
 }
