@@ -114,9 +114,9 @@ pub fn staffing(args: &StaffingArgs) {
     let w = Weights::default();
     for (name, scarcity) in [("ample", 1.0), ("scarce lineworkers", 20.0)] {
         let (slots, people) = instance(args.seed, args.staff, args.slots, scarcity);
-        let (built, rows) = timed(|| rows(&slots, &people, &w));
-        let arcs: usize = rows.iter().map(|r| r.arcs.len()).sum();
-        let (solve, solver) = timed(|| Solver::solve(people.len(), rows.clone()));
+        let (built, sparse) = timed(|| rows(&slots, &people, &w));
+        let arcs: usize = sparse.iter().map(|r| r.arcs.len()).sum();
+        let (solve, solver) = timed(|| Solver::solve(people.len(), sparse.clone()));
         let certified = solver.certify();
         // One more fault of five slots, augmented from the solved state.
         let (new_slots, _) = instance(args.seed + 1, 0, 5, scarcity);
@@ -129,7 +129,7 @@ pub fn staffing(args: &StaffingArgs) {
             }
         });
         let (greedy_time, (_, greedy_cost)) =
-            timed(|| reference::greedy(people.len(), &by_priority(&slots, &rows)));
+            timed(|| reference::greedy(people.len(), &by_priority(&slots, &sparse)));
         let filled = solver.assignment().iter().flatten().count();
         println!(
             "staffing ({name}): {} staff, {} slots, {arcs} candidate arcs (built in {:.0} ms)",
@@ -148,8 +148,29 @@ pub fn staffing(args: &StaffingArgs) {
             greedy_cost,
             100.0 * (greedy_cost - solver.total_cost()) as f64 / solver.total_cost().max(1) as f64
         );
+        // The sparse arcs against every qualified person as an arc: the price of sparsity.
+        let all = Weights {
+            candidates: usize::MAX,
+            ..w
+        };
+        let (full_build, full_rows) = timed(|| rows(&slots, &people, &all));
+        let (full_solve, full) = timed(|| Solver::solve(people.len(), full_rows));
+        println!(
+            "    every qualified person an arc: {:.0} ms to build, {:.1} ms to solve, cost {} ({})",
+            ms(full_build),
+            ms(full_solve),
+            full.total_cost(),
+            if full.total_cost() == solver.total_cost() {
+                "the sparse arcs lose nothing".to_owned()
+            } else {
+                format!(
+                    "sparse is {:+} worse",
+                    solver.total_cost() - full.total_cost()
+                )
+            }
+        );
         if args.hungarian {
-            let (dense, (_, cost)) = timed(|| reference::hungarian(people.len(), &rows));
+            let (dense, (_, cost)) = timed(|| reference::hungarian(people.len(), &sparse));
             println!(
                 "    dense Hungarian: {:.0} ms, cost {cost} ({})",
                 ms(dense),
