@@ -139,8 +139,20 @@ impl App {
             self.clock.clone(),
             self.customers_seen_ms,
         );
+        // Subscribed before the engine runs, so no change slips between the first plan and
+        // the first re-plan.
+        let staffing_changes = self.changes.subscribe();
         let stop_engine = CancellationToken::new();
         let engine_task = tokio::spawn(engine.run(inbound_rx, stop_engine.clone()));
+        let stop_staffing = CancellationToken::new();
+        let staffing_task = tokio::spawn(crate::staffing::service::run(
+            self.store.clone(),
+            self.book.clone(),
+            s.staffing.clone(),
+            staffing_changes,
+            self.clock.clone(),
+            stop_staffing.clone(),
+        ));
         let publisher = StatusPublisher {
             book: self.book.clone(),
             store: self.store.clone(),
@@ -184,6 +196,8 @@ impl App {
             status_task,
             stop_delivery,
             delivery_task,
+            stop_staffing,
+            staffing_task,
         })
     }
 
@@ -284,6 +298,8 @@ pub struct Running {
     status_task: JoinHandle<()>,
     stop_delivery: CancellationToken,
     delivery_task: Option<JoinHandle<()>>,
+    stop_staffing: CancellationToken,
+    staffing_task: JoinHandle<()>,
 }
 
 impl Running {
@@ -311,6 +327,8 @@ impl Running {
         let _ = self.jobs_task.await;
         self.stop_engine.cancel();
         let _ = self.engine_task.await;
+        self.stop_staffing.cancel();
+        let _ = self.staffing_task.await;
         self.stop_status.cancel();
         let _ = self.status_task.await;
         self.stop_delivery.cancel();

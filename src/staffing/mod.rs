@@ -11,5 +11,6 @@ pub mod plan;
 pub mod priority;
 pub mod reference;
 pub mod rules;
+pub mod service;
 pub mod settings;
 pub mod solver;

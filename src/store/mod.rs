@@ -9,6 +9,7 @@ mod events;
 mod faults;
 mod inbound;
 mod notices;
+mod staffing;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use events::{EventRecord, EventStatus, StoredEvent};
 pub use faults::{BatchWrite, FaultRow, MemberOp};
 pub use inbound::{ReceiptEffect, Replier};
 pub use notices::{EpisodeEnd, EpisodeStart, NoticeIntent, Suppression};
+pub use staffing::{AssignmentRow, AuditRow, StaffState};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,335 @@
+//! Staffing's tables: people with their run-time state, the current plan, and the audit log of
+//! coordinators' overrides.
+
+use sqlx::Row;
+
+use super::{on_pool, Store, StoreError};
+use crate::directory::StaffRecord;
+use crate::domain::{
+    Coord, Email, FaultId, Language, Phone, Skill, SkillLevel, StaffId, StaffStatus,
+};
+use crate::staffing::plan::{SlotKey, Terms};
+
+/// A staff member as stored, with what changes at run time.
+#[derive(Debug, Clone)]
+pub struct StaffState {
+    pub record: StaffRecord,
+    /// Where they are now (their depot unless moved).
+    pub at: Coord,
+    pub hours_worked: f64,
+}
+
+/// One slot of the stored plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignmentRow {
+    pub slot: SlotKey,
+    pub min_level: u8,
+    /// `None`: unfilled.
+    pub staff_id: Option<StaffId>,
+    pub pinned: bool,
+    /// `proposed`, `pinned` or `unfilled`.
+    pub state: String,
+    pub terms: Terms,
+}
+
+/// One audited override.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub staff_id: Option<String>,
+    pub fault_id: Option<String>,
+    pub detail: String,
+    pub reason: String,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn staff_state(r: &impl StaffColumns) -> Result<StaffState, StoreError> {
+    let skills = r
+        .text(4)?
+        .split('|')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let (skill, level) = s.split_once(':').unwrap_or((s, "1"));
+            let level: u8 = level.parse().map_err(corrupt)?;
+            Ok((
+                skill.parse::<Skill>().map_err(corrupt)?,
+                SkillLevel::new(level).map_err(corrupt)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let languages = r
+        .text(5)?
+        .split('|')
+        .filter(|s| !s.is_empty())
+        .map(|l| Language::parse(l).map_err(corrupt))
+        .collect::<Result<Vec<_>, _>>()?;
+    let depot = Coord::new(r.real(6)?, r.real(7)?).map_err(corrupt)?;
+    let at = match (r.maybe_real(11)?, r.maybe_real(12)?) {
+        (Some(lon), Some(lat)) => Coord::new(lon, lat).map_err(corrupt)?,
+        _ => depot,
+    };
+    let record = StaffRecord {
+        id: StaffId::parse(&r.text(0)?).map_err(corrupt)?,
+        name: r.text(1)?,
+        phone: r.maybe_text(2)?.and_then(|p| Phone::parse(&p).ok()),
+        email: r.maybe_text(3)?.and_then(|e| Email::parse(&e).ok()),
+        skills,
+        languages,
+        depot,
+        status: r.text(8)?.parse().map_err(corrupt)?,
+        max_shift_hours: r.real(9)?,
+    };
+    Ok(StaffState {
+        record,
+        at,
+        hours_worked: r.real(10)?,
+    })
+}
+
+/// Column access shared by both backends' rows.
+trait StaffColumns {
+    fn text(&self, i: usize) -> Result<String, StoreError>;
+    fn maybe_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn real(&self, i: usize) -> Result<f64, StoreError>;
+    fn maybe_real(&self, i: usize) -> Result<Option<f64>, StoreError>;
+}
+
+macro_rules! staff_columns {
+    ($row:ty) => {
+        impl StaffColumns for $row {
+            fn text(&self, i: usize) -> Result<String, StoreError> {
+                Ok(self.try_get(i)?)
+            }
+            fn maybe_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+                Ok(self.try_get(i)?)
+            }
+            fn real(&self, i: usize) -> Result<f64, StoreError> {
+                Ok(self.try_get(i)?)
+            }
+            fn maybe_real(&self, i: usize) -> Result<Option<f64>, StoreError> {
+                Ok(self.try_get(i)?)
+            }
+        }
+    };
+}
+staff_columns!(sqlx::sqlite::SqliteRow);
+staff_columns!(sqlx::postgres::PgRow);
+
+const STAFF_COLUMNS: &str = "staff_id, name, phone, email, skills, languages, lon, lat, status, \
+    max_shift_hours, hours_worked, cur_lon, cur_lat";
+
+macro_rules! upsert_assignment {
+    () => {
+        "INSERT INTO assignments (fault_id, skill, slot_index, min_level, staff_id, pinned, state, \
+         travel_m, priority, on_call, disruption, total, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         ON CONFLICT (fault_id, skill, slot_index) DO UPDATE SET min_level = excluded.min_level, \
+         staff_id = excluded.staff_id, pinned = excluded.pinned, state = excluded.state, \
+         travel_m = excluded.travel_m, priority = excluded.priority, on_call = excluded.on_call, \
+         disruption = excluded.disruption, total = excluded.total, updated_at = excluded.updated_at"
+    };
+}
+/// A coordinator's pin replaces whatever the slot held.
+const PIN_ASSIGNMENT: &str = upsert_assignment!();
+/// A plan never overwrites a pin, even one made while the plan was being computed.
+const PLAN_ASSIGNMENT: &str = concat!(upsert_assignment!(), " WHERE assignments.pinned = 0");
+
+const AUDIT: &str =
+    "INSERT INTO staffing_audit (at, actor, action, staff_id, fault_id, detail, reason) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+impl Store {
+    /// Every staff member with their run-time state.
+    pub async fn staff_states(&self) -> Result<Vec<StaffState>, StoreError> {
+        let sql = format!("SELECT {STAFF_COLUMNS} FROM staff ORDER BY staff_id");
+        on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(&sql).fetch_all(pool).await?;
+            rows.iter().map(staff_state).collect()
+        })
+    }
+
+    /// The stored plan, by fault and slot.
+    pub async fn assignments(&self) -> Result<Vec<AssignmentRow>, StoreError> {
+        let sql = "SELECT fault_id, skill, slot_index, min_level, staff_id, pinned, state, travel_m, \
+                   priority, on_call, disruption, total FROM assignments ORDER BY fault_id, skill, slot_index";
+        on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(sql).fetch_all(pool).await?;
+            rows.iter().map(|r| {
+                let fault: String = r.try_get(0)?;
+                let skill: String = r.try_get(1)?;
+                let staff: Option<String> = r.try_get(4)?;
+                Ok(AssignmentRow {
+                    slot: SlotKey {
+                        fault: FaultId::parse(&fault).map_err(corrupt)?,
+                        skill: skill.parse().map_err(corrupt)?,
+                        index: u16::try_from(r.try_get::<i64, _>(2)?).map_err(corrupt)?,
+                    },
+                    min_level: u8::try_from(r.try_get::<i64, _>(3)?).map_err(corrupt)?,
+                    staff_id: staff.map(|s| StaffId::parse(&s)).transpose().map_err(corrupt)?,
+                    pinned: r.try_get::<i64, _>(5)? != 0,
+                    state: r.try_get(6)?,
+                    terms: Terms {
+                        travel_m: r.try_get(7)?, priority: r.try_get(8)?, on_call: r.try_get(9)?,
+                        disruption: r.try_get(10)?, total: r.try_get(11)?,
+                    },
+                })
+            }).collect()
+        })
+    }
+
+    /// Replaces the plan: every unpinned row goes, `rows` come in; pinned rows stay unless
+    /// their fault is no longer planned (restoration releases the crew).
+    pub async fn save_plan(&self, rows: &[AssignmentRow], now: i64) -> Result<(), StoreError> {
+        let faults: std::collections::BTreeSet<&str> =
+            rows.iter().map(|r| r.slot.fault.as_str()).collect();
+        on_pool!(self, pool, Db => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM assignments WHERE pinned = 0").execute(&mut *tx).await?;
+            let pinned: Vec<String> = sqlx::query_scalar("SELECT DISTINCT fault_id FROM assignments")
+                .fetch_all(&mut *tx).await?;
+            for gone in pinned.iter().filter(|f| !faults.contains(f.as_str())) {
+                sqlx::query("DELETE FROM assignments WHERE fault_id = $1").bind(gone).execute(&mut *tx).await?;
+            }
+            for r in rows.iter().filter(|r| !r.pinned) {
+                insert_assignment::<Db>(PLAN_ASSIGNMENT, r, now).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Pins `staff` to `slot` (moving them off any other pinned slot), audited.
+    pub async fn pin(
+        &self,
+        slot: &SlotKey,
+        min_level: u8,
+        staff: &StaffId,
+        actor: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let row = AssignmentRow {
+            slot: slot.clone(),
+            min_level,
+            staff_id: Some(staff.clone()),
+            pinned: true,
+            state: "pinned".into(),
+            terms: Terms::default(),
+        };
+        let detail = format!(
+            "{} {} #{}",
+            slot.fault.as_str(),
+            slot.skill.as_str(),
+            slot.index
+        );
+        on_pool!(self, pool, Db => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM assignments WHERE staff_id = $1 AND pinned = 1")
+                .bind(staff.as_str()).execute(&mut *tx).await?;
+            insert_assignment::<Db>(PIN_ASSIGNMENT, &row, now).execute(&mut *tx).await?;
+            sqlx::query(AUDIT).bind(now).bind(actor).bind("pin").bind(staff.as_str())
+                .bind(slot.fault.as_str()).bind(&detail).bind(reason).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Releases `staff` from their pinned slot, audited; false when they had none.
+    pub async fn release(
+        &self,
+        staff: &StaffId,
+        actor: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let released = on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query("DELETE FROM assignments WHERE staff_id = $1 AND pinned = 1")
+                .bind(staff.as_str()).execute(&mut *tx).await?.rows_affected();
+            if n > 0 {
+                sqlx::query(AUDIT).bind(now).bind(actor).bind("release").bind(staff.as_str())
+                    .bind(None::<String>).bind("unpinned").bind(reason).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            n > 0
+        });
+        Ok(released)
+    }
+
+    /// Changes a person's status and/or position, audited; false when there is no such person.
+    pub async fn update_staff(
+        &self,
+        staff: &StaffId,
+        status: Option<StaffStatus>,
+        at: Option<Coord>,
+        actor: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let detail = match (status, at) {
+            (Some(s), Some(c)) => format!("status {}, at {:.5},{:.5}", s.as_str(), c.lon, c.lat),
+            (Some(s), None) => format!("status {}", s.as_str()),
+            (None, Some(c)) => format!("at {:.5},{:.5}", c.lon, c.lat),
+            (None, None) => return Ok(true),
+        };
+        let sql =
+            "UPDATE staff SET status = COALESCE($2, status), cur_lon = COALESCE($3, cur_lon), \
+                   cur_lat = COALESCE($4, cur_lat) WHERE staff_id = $1";
+        let found = on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(sql).bind(staff.as_str()).bind(status.map(|s| s.as_str()))
+                .bind(at.map(|c| c.lon)).bind(at.map(|c| c.lat)).execute(&mut *tx).await?.rows_affected();
+            if n > 0 {
+                sqlx::query(AUDIT).bind(now).bind(actor).bind("update").bind(staff.as_str())
+                    .bind(None::<String>).bind(&detail).bind(reason).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            n > 0
+        });
+        Ok(found)
+    }
+
+    /// The audit log, oldest first.
+    pub async fn staffing_audit(&self) -> Result<Vec<AuditRow>, StoreError> {
+        let sql = "SELECT at, actor, action, staff_id, fault_id, detail, reason FROM staffing_audit ORDER BY id";
+        on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(sql).fetch_all(pool).await?;
+            rows.iter().map(|r| Ok(AuditRow {
+                at: r.try_get(0)?, actor: r.try_get(1)?, action: r.try_get(2)?, staff_id: r.try_get(3)?,
+                fault_id: r.try_get(4)?, detail: r.try_get(5)?, reason: r.try_get(6)?,
+            })).collect()
+        })
+    }
+}
+
+fn insert_assignment<'q, Db>(
+    sql: &'static str,
+    r: &'q AssignmentRow,
+    now: i64,
+) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>
+where
+    Db: sqlx::Database,
+    i64: sqlx::Encode<'q, Db> + sqlx::Type<Db>,
+    &'q str: sqlx::Encode<'q, Db> + sqlx::Type<Db>,
+    Option<&'q str>: sqlx::Encode<'q, Db> + sqlx::Type<Db>,
+{
+    sqlx::query(sql)
+        .bind(r.slot.fault.as_str())
+        .bind(r.slot.skill.as_str())
+        .bind(i64::from(r.slot.index))
+        .bind(i64::from(r.min_level))
+        .bind(r.staff_id.as_ref().map(|s| s.as_str()))
+        .bind(i64::from(r.pinned))
+        .bind(r.state.as_str())
+        .bind(r.terms.travel_m)
+        .bind(r.terms.priority)
+        .bind(r.terms.on_call)
+        .bind(r.terms.disruption)
+        .bind(r.terms.total)
+        .bind(now)
+}

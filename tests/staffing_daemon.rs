@@ -1,0 +1,187 @@
+//! Staffing inside the daemon, on both databases: a fault's crew is planned from the stored
+//! staff as soon as the fault is committed, pinned overrides survive the re-plan that the next
+//! event triggers (and are audited), and restoration releases the crew.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::*;
+use faultline::domain::{FaultId, Skill, StaffId, StaffStatus};
+use faultline::staffing::plan::SlotKey;
+
+async fn import_staff(app: &TestApp) -> Vec<faultline::directory::StaffRecord> {
+    let staff = faultline::directory::parse_staff(include_str!("../samples/staff.csv"))
+        .unwrap()
+        .rows;
+    app.store
+        .upsert_staff(&staff, chrono::Utc::now())
+        .await
+        .unwrap();
+    staff
+}
+
+async fn planned_for(app: &TestApp, fault: &str) -> Vec<faultline::store::AssignmentRow> {
+    app.store
+        .assignments()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.slot.fault.as_str() == fault)
+        .collect()
+}
+
+async fn crews_follow_faults_and_pins_stick(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let staff = import_staff(&app).await;
+    // A critical fault: the shipped rules ask for 2 lineworkers (one ≥ 2), a safety officer ≥ 2
+    // and a damage assessor.
+    app.publish(&[include_bytes!("../samples/events/detected-radius.json")])
+        .await;
+    let store = app.store.clone();
+    eventually("a crew is planned for F-1002", || {
+        let store = store.clone();
+        async move {
+            store
+                .assignments()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|a| a.slot.fault.as_str() == "F-1002")
+                .count()
+                == 4
+        }
+    })
+    .await;
+    let plan = planned_for(&app, "F-1002").await;
+    let mut people = HashSet::new();
+    for a in &plan {
+        let id = a
+            .staff_id
+            .as_ref()
+            .expect("the sample staff can fill a critical crew");
+        assert!(people.insert(id.clone()), "{id} twice");
+        let person = staff.iter().find(|s| &s.id == id).unwrap();
+        assert_ne!(person.status, StaffStatus::OffDuty);
+        assert!(person
+            .skills
+            .iter()
+            .any(|(s, l)| *s == a.slot.skill && l.get() >= a.min_level));
+        assert!(
+            a.terms.travel_m > 0 && a.terms.priority >= 1_000_000,
+            "{a:?}"
+        );
+    }
+
+    // The coordinator pins someone else, a level-3 lineworker who is on call, to lineworker #2.
+    let chosen: HashSet<&StaffId> = plan.iter().filter_map(|a| a.staff_id.as_ref()).collect();
+    let other = staff
+        .iter()
+        .find(|s| {
+            s.status == StaffStatus::OnCall
+                && !chosen.contains(&s.id)
+                && s.skills
+                    .iter()
+                    .any(|(k, l)| *k == Skill::Lineworker && l.get() == 3)
+        })
+        .unwrap();
+    let slot = SlotKey {
+        fault: FaultId::parse("F-1002").unwrap(),
+        skill: Skill::Lineworker,
+        index: 2,
+    };
+    app.store
+        .pin(&slot, 1, &other.id, "coordinator:anna", "knows the site", 1)
+        .await
+        .unwrap();
+    // Another fault triggers a re-plan; the pin stays and the pinned person is nowhere else.
+    app.publish(&[include_bytes!("../samples/events/detected-devices.json")])
+        .await;
+    eventually("F-1003 is planned too", || {
+        let store = store.clone();
+        async move {
+            store
+                .assignments()
+                .await
+                .unwrap()
+                .iter()
+                .any(|a| a.slot.fault.as_str() == "F-1003")
+        }
+    })
+    .await;
+    let all = app.store.assignments().await.unwrap();
+    let pinned: Vec<_> = all.iter().filter(|a| a.pinned).collect();
+    assert_eq!(pinned.len(), 1);
+    assert_eq!(pinned[0].slot, slot);
+    assert_eq!(pinned[0].staff_id.as_ref(), Some(&other.id));
+    assert_eq!(
+        all.iter()
+            .filter(|a| a.staff_id.as_ref() == Some(&other.id))
+            .count(),
+        1,
+        "the pinned person is not planned elsewhere"
+    );
+    let audit = app.store.staffing_audit().await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (
+            audit[0].actor.as_str(),
+            audit[0].action.as_str(),
+            audit[0].reason.as_str()
+        ),
+        ("coordinator:anna", "pin", "knows the site")
+    );
+
+    // Restoration releases the crew, pinned or not.
+    let restored = br#"{"v":1,"event_id":"evt-r2","fault_id":"F-1002","kind":"restored","seq":5,"occurred_at":"2026-11-23T18:00:00Z"}"#;
+    app.publish(&[restored]).await;
+    eventually("F-1002's crew is released", || {
+        let store = store.clone();
+        async move {
+            !store
+                .assignments()
+                .await
+                .unwrap()
+                .iter()
+                .any(|a| a.slot.fault.as_str() == "F-1002")
+        }
+    })
+    .await;
+    assert!(!planned_for(&app, "F-1003").await.is_empty());
+}
+
+async fn status_and_position_changes_are_audited(backend: Backend) {
+    let app = spawn_app(backend).await;
+    import_staff(&app).await;
+    let id = StaffId::parse("S70001").unwrap();
+    let at = faultline::domain::Coord::new(11.5, 53.6).unwrap();
+    assert!(app
+        .store
+        .update_staff(
+            &id,
+            Some(StaffStatus::OffDuty),
+            Some(at),
+            "coordinator:ben",
+            "sick",
+            7
+        )
+        .await
+        .unwrap());
+    let states = app.store.staff_states().await.unwrap();
+    let s = states.iter().find(|s| s.record.id == id).unwrap();
+    assert_eq!((s.record.status, s.at), (StaffStatus::OffDuty, at));
+    let unknown = StaffId::parse("NOBODY").unwrap();
+    assert!(!app
+        .store
+        .update_staff(&unknown, Some(StaffStatus::OnShift), None, "x", "y", 8)
+        .await
+        .unwrap());
+    let audit = app.store.staffing_audit().await.unwrap();
+    assert_eq!(audit.len(), 1, "only the change that happened is audited");
+    assert!(audit[0].detail.contains("off_duty"), "{:?}", audit[0]);
+}
+
+both_backends!(
+    crews_follow_faults_and_pins_stick,
+    status_and_position_changes_are_audited
+);
