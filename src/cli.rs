@@ -51,6 +51,11 @@ pub enum Command {
     Migrate,
     /// Print the effective configuration, secrets masked.
     Config,
+    /// Coordinators' view and overrides of crew assignments (docs/STAFFING.md).
+    Staffing {
+        #[command(subcommand)]
+        what: crate::staffing::commands::StaffingCommand,
+    },
     /// Measure performance (see docs/PERFORMANCE.md).
     Bench {
         #[command(subcommand)]
@@ -104,6 +109,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("database is up to date");
         }
         Command::Config => print!("{}", settings.to_masked_toml()),
+        Command::Staffing { what } => {
+            let store = open_store(&settings).await?;
+            let now = chrono::Utc::now().timestamp_millis();
+            crate::staffing::commands::run(&store, what, now).await?;
+        }
         Command::Bench { .. } => {}
     }
     Ok(ExitCode::SUCCESS)

@@ -181,7 +181,108 @@ async fn status_and_position_changes_are_audited(backend: Backend) {
     assert!(audit[0].detail.contains("off_duty"), "{:?}", audit[0]);
 }
 
+/// `faultline staffing …` against this test's database; (success, stdout + stderr).
+fn staffing_cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("staffing")
+        .args(args)
+        .env(
+            "FAULTLINE__DATABASE__URL",
+            app.settings.database.url.expose(),
+        )
+        .env("FAULTLINE__LOG__FILTER", "warn")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+async fn the_staffing_command_shows_pins_and_releases(backend: Backend) {
+    let app = spawn_app(backend).await;
+    import_staff(&app).await;
+    app.publish(&[include_bytes!("../samples/events/detected-radius.json")])
+        .await;
+    let store = app.store.clone();
+    eventually("a crew is planned", || {
+        let store = store.clone();
+        async move { !store.assignments().await.unwrap().is_empty() }
+    })
+    .await;
+    let (ok, shown) = staffing_cli(&app, &["show"]);
+    assert!(
+        ok && shown.contains("F-1002") && shown.contains("lineworker"),
+        "{shown}"
+    );
+    let pin = [
+        "pin",
+        "--fault",
+        "F-1002",
+        "--skill",
+        "damage_assessor",
+        "--staff",
+        "S70002",
+        "--by",
+        "coordinator:cli",
+        "--why",
+        "local knowledge",
+    ];
+    let (ok, out) = staffing_cli(&app, &pin);
+    assert!(ok, "{out}");
+    let (_, shown) = staffing_cli(&app, &["show"]);
+    let line = shown
+        .lines()
+        .find(|l| l.contains("damage_assessor"))
+        .unwrap();
+    assert!(line.contains("S70002") && line.contains("pinned"), "{line}");
+    let no_slot = [
+        "pin",
+        "--fault",
+        "F-1002",
+        "--skill",
+        "tree_trimmer",
+        "--staff",
+        "S70002",
+        "--by",
+        "x",
+        "--why",
+        "y",
+    ];
+    let (ok, out) = staffing_cli(&app, &no_slot);
+    assert!(!ok && out.contains("no tree_trimmer slot"), "{out}");
+    let (ok, _) = staffing_cli(
+        &app,
+        &[
+            "release",
+            "--staff",
+            "S70002",
+            "--by",
+            "coordinator:cli",
+            "--why",
+            "done",
+        ],
+    );
+    assert!(ok);
+    let (ok, out) = staffing_cli(
+        &app,
+        &[
+            "set", "--staff", "NOBODY", "--status", "on_call", "--by", "x", "--why", "y",
+        ],
+    );
+    assert!(!ok && out.contains("no staff member NOBODY"), "{out}");
+    let actions: Vec<String> = app
+        .store
+        .staffing_audit()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, vec!["pin", "release"]);
+}
+
 both_backends!(
     crews_follow_faults_and_pins_stick,
-    status_and_position_changes_are_audited
+    status_and_position_changes_are_audited,
+    the_staffing_command_shows_pins_and_releases
 );

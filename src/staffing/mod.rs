@@ -6,6 +6,7 @@
 //! which is what makes a coordinator's override stick across re-solves.
 
 pub mod callcenter;
+pub mod commands;
 pub mod erlang;
 pub mod plan;
 pub mod priority;

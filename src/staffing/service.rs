@@ -129,8 +129,8 @@ fn level_of(slots: &[Slot], key: &SlotKey) -> u8 {
         .map_or(1, |s| s.min_level.get())
 }
 
-/// Re-plans at start and after outage changes (a burst of changes is one re-plan), until
-/// `stop`.
+/// Re-plans at start, after outage changes (a burst of changes is one re-plan) and every
+/// `staffing.replan_secs`, until `stop`.
 pub async fn run(
     store: Store,
     book: SharedBook,
@@ -144,8 +144,11 @@ pub async fn run(
         if let Err(e) = replan(&store, &book, &settings, now).await {
             tracing::error!(error = %e, "staffing re-plan failed; will retry on the next change");
         }
+        // Coordinators' commands and staff imports change the database, not the outage
+        // state: a periodic re-plan picks them up.
         tokio::select! {
             _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(settings.replan_secs.max(1))) => {}
             changed = changes.recv() => {
                 if matches!(changed, Err(broadcast::error::RecvError::Closed)) {
                     break;

@@ -21,6 +21,9 @@ pub struct StaffingSettings {
     pub unfilled_cost: i64,
     /// The cheapest qualified people kept as candidates per slot.
     pub candidates_per_slot: usize,
+    /// Seconds between re-plans when the outage state does not change (picks up coordinators'
+    /// commands, status changes and staff imports).
+    pub replan_secs: u64,
     pub priority: PriorityWeights,
     pub rules: Vec<CrewRule>,
     pub call_center: CallCenterSettings,

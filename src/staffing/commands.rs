@@ -1,0 +1,148 @@
+//! Coordinators' commands (`faultline staffing …`): look at the plan, pin, release, change a
+//! person's status or position. Each write is audited; the daemon re-plans with it within
+//! `staffing.replan_secs`.
+
+use clap::Subcommand;
+
+use super::plan::SlotKey;
+use crate::domain::{Coord, FaultId, Skill, StaffId, StaffStatus};
+use crate::store::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum StaffingCommand {
+    /// Print the current plan: every slot of every open fault, who fills it and why.
+    Show,
+    /// Keep a person on a slot whatever the solver says (moves them off any other pin).
+    Pin {
+        #[arg(long)]
+        fault: String,
+        #[arg(long)]
+        skill: String,
+        /// The slot's number among the fault's slots of that skill (1, 2, …).
+        #[arg(long, default_value_t = 1)]
+        index: u16,
+        #[arg(long)]
+        staff: String,
+        /// Who decides (kept in the audit log).
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        why: String,
+    },
+    /// Let the solver decide about a pinned person again.
+    Release {
+        #[arg(long)]
+        staff: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        why: String,
+    },
+    /// Change a person's status (on_shift, on_call, off_duty) and/or position.
+    Set {
+        #[arg(long)]
+        staff: String,
+        #[arg(long)]
+        status: Option<String>,
+        /// Where they are now, `lon,lat`.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        why: String,
+    },
+}
+
+/// Runs one command against the database.
+pub async fn run(store: &Store, cmd: StaffingCommand, now: i64) -> anyhow::Result<()> {
+    match cmd {
+        StaffingCommand::Show => show(store).await?,
+        StaffingCommand::Pin {
+            fault,
+            skill,
+            index,
+            staff,
+            by,
+            why,
+        } => {
+            let slot = SlotKey {
+                fault: FaultId::parse(&fault)?,
+                skill: skill.parse::<Skill>()?,
+                index,
+            };
+            let level = store
+                .assignments()
+                .await?
+                .iter()
+                .find(|a| a.slot == slot)
+                .map(|a| a.min_level)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{fault} has no {skill} slot #{index} in the plan")
+                })?;
+            store
+                .pin(&slot, level, &StaffId::parse(&staff)?, &by, &why, now)
+                .await?;
+            println!("pinned {staff} to {fault} {skill} #{index}");
+        }
+        StaffingCommand::Release { staff, by, why } => {
+            if store
+                .release(&StaffId::parse(&staff)?, &by, &why, now)
+                .await?
+            {
+                println!("released {staff}");
+            } else {
+                anyhow::bail!("{staff} has no pinned slot");
+            }
+        }
+        StaffingCommand::Set {
+            staff,
+            status,
+            at,
+            by,
+            why,
+        } => {
+            let status = status.map(|s| s.parse::<StaffStatus>()).transpose()?;
+            let at = at.map(|a| parse_at(&a)).transpose()?;
+            if !store
+                .update_staff(&StaffId::parse(&staff)?, status, at, &by, &why, now)
+                .await?
+            {
+                anyhow::bail!("no staff member {staff}");
+            }
+            println!("updated {staff}");
+        }
+    }
+    Ok(())
+}
+
+fn parse_at(text: &str) -> anyhow::Result<Coord> {
+    let (lon, lat) = text
+        .split_once(',')
+        .ok_or_else(|| anyhow::anyhow!("--at takes lon,lat"))?;
+    Ok(Coord::new(lon.trim().parse()?, lat.trim().parse()?)?)
+}
+
+async fn show(store: &Store) -> anyhow::Result<()> {
+    let rows = store.assignments().await?;
+    if rows.is_empty() {
+        println!("no open fault needs a crew");
+    }
+    for a in &rows {
+        let who = a.staff_id.as_ref().map_or("— unfilled —", |s| s.as_str());
+        println!(
+            "{:<12} {:<16} #{} (level ≥ {})  {:<10} {:<8}  travel {:>6.1} km, priority {}, on call {}, disruption {}",
+            a.slot.fault.as_str(),
+            a.slot.skill.as_str(),
+            a.slot.index,
+            a.min_level,
+            who,
+            a.state,
+            a.terms.travel_m as f64 / 1000.0,
+            a.terms.priority,
+            a.terms.on_call,
+            a.terms.disruption
+        );
+    }
+    Ok(())
+}
