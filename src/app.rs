@@ -113,6 +113,7 @@ impl App {
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
         let (dirty_tx, dirty_rx) = mpsc::unbounded_channel();
         let dirty = dirty_tx.clone();
+        let staffing_dirty = dirty_tx.clone();
         // Delivery progress only changes notice counts, which may lag a few seconds.
         let (counts_tx, counts_rx) = mpsc::unbounded_channel();
         let stop_link = CancellationToken::new();
@@ -150,6 +151,7 @@ impl App {
             self.book.clone(),
             s.staffing.clone(),
             staffing_changes,
+            Some(staffing_dirty),
             self.clock.clone(),
             stop_staffing.clone(),
         ));

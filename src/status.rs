@@ -60,6 +60,29 @@ pub struct StatusDoc {
 }
 
 impl StatusDoc {
+    /// The fault's crew and unfilled slots, from the stored plan.
+    fn set_crew(&mut self, plan: &[crate::store::AssignmentRow]) {
+        for row in plan
+            .iter()
+            .filter(|r| r.slot.fault.as_str() == self.fault_id)
+        {
+            match &row.staff_id {
+                Some(staff) => self.crew.push(CrewEntry {
+                    staff_id: staff.as_str().to_owned(),
+                    skill: row.slot.skill.as_str().to_owned(),
+                    state: row.state.clone(),
+                    travel_km: (row.terms.travel_m as f64 / 100.0).round() / 10.0,
+                }),
+                None => {
+                    *self
+                        .crew_unfilled
+                        .entry(row.slot.skill.as_str().to_owned())
+                        .or_default() += 1
+                }
+            }
+        }
+    }
+
     pub fn of(fault: &Fault, now: DateTime<Utc>, momentary_delay: chrono::Duration) -> Self {
         // `affected` counts customers out now because of this fault: none while it is planned.
         let out_now = fault.state == crate::outage::FaultState::Active;
@@ -149,6 +172,10 @@ impl StatusPublisher {
             })
             .into_iter()
             .collect();
+        let crews = self.store.assignments().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read crews for the status documents");
+            Vec::new()
+        });
         let docs: Vec<(String, Vec<u8>)> = {
             let book = self.book.read();
             due.drain()
@@ -159,6 +186,7 @@ impl StatusPublisher {
                 .filter_map(|mut doc| {
                     doc.notices = NoticeCounts::from_rows(&doc.fault_id, &counts);
                     doc.customer_reports = reports.get(&doc.fault_id).map_or(0, |&n| n as u64);
+                    doc.set_crew(&crews);
                     let topic = format!("{}/{}", self.topic, topic_level(&doc.fault_id));
                     serde_json::to_vec(&doc).ok().map(|body| (topic, body))
                 })

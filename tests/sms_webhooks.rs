@@ -240,4 +240,118 @@ async fn receipts_and_replies(backend: Backend) {
     running.shutdown().await;
 }
 
-both_backends!(receipts_and_replies);
+const STAFF: &str = "staff_id,name,phone,email,skills,languages,lon,lat,status,max_shift_hours\n\
+    L1,Near Senior,+4917000000001,l1@utility.example,lineworker:3,en,11.801,53.401,on_shift,12\n\
+    L2,Second,+4917000000002,l2@utility.example,lineworker:2,de,11.810,53.410,on_shift,12\n\
+    L3,Trainee,+4917000000003,l3@utility.example,lineworker:1,en,11.850,53.450,on_shift,12\n\
+    D1,Assessor,+4917000000004,d1@utility.example,damage_assessor:1,en,11.802,53.402,on_shift,12\n";
+
+/// Accepts every message, with one sid for all.
+async fn any_twilio() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(serde_json::json!({"sid": "SMSTAFF", "status": "queued"})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn sms_to(server: &MockServer, number: &str) -> Vec<String> {
+    let to = format!("To=%2B{}", number.trim_start_matches('+'));
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).to_string())
+        .filter(|b| b.contains(&to))
+        .collect()
+}
+
+async fn staff_answer_their_dispatch_by_sms(backend: Backend) {
+    let server = any_twilio().await;
+    let (prefix, url, _dir, store) = database_with(backend, CUSTOMERS).await;
+    let staff = faultline::directory::parse_staff(STAFF).unwrap().rows;
+    store
+        .upsert_staff(&staff, chrono::Utc::now())
+        .await
+        .unwrap();
+    let mut settings = test_settings(&prefix, &url);
+    settings.channels.sms.base_url = server.uri();
+    settings.channels.sms.account_sid = "AC9".into();
+    settings.channels.sms.auth_token = Secret::new(TOKEN);
+    settings.channels.sms.from = "+4915000000000".into();
+    settings.notify.poll_ms = 50;
+    settings.staffing.replan_secs = 1;
+    let mut running = App::build(settings.clone(), Clock::System)
+        .await
+        .unwrap()
+        .start()
+        .unwrap();
+    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+    let hooks = Webhooks {
+        base: format!("http://{}", running.api_addr),
+        http: reqwest::Client::new(),
+    };
+    // A major fault: lineworker ≥ 2, lineworker, damage assessor.
+    let event = br#"{"v":1,"event_id":"d1","fault_id":"W-1","kind":"detected","occurred_at":"2026-11-23T14:00:00Z","cause":"storm","devices":["TS-1"]}"#;
+    let topic = format!("{prefix}/faultline/v1/events/test/W-1");
+    faultline::ingest::publish::publish_all(&settings.mqtt, vec![(topic, event.to_vec())])
+        .await
+        .unwrap();
+    wait_for_notices(&store, "W-1", "dispatch", "sent", 3).await;
+    let to_l1 = sms_to(&server, "+4917000000001").await;
+    assert_eq!(to_l1.len(), 1, "one dispatch to L1");
+    assert!(
+        to_l1[0].contains("Dispatch") && to_l1[0].contains("W-1") && to_l1[0].contains("YES"),
+        "{}",
+        to_l1[0]
+    );
+    let to_l2 = sms_to(&server, "+4917000000002").await;
+    assert!(
+        to_l2[0].contains("Einsatz"),
+        "L2 is addressed in German: {}",
+        to_l2[0]
+    );
+    assert!(
+        sms_to(&server, "+4917000000003").await.is_empty(),
+        "L3 is not needed yet"
+    );
+
+    // L1 accepts; L2 declines, and the trainee L3 takes the slot L2 leaves.
+    let yes = hooks.reply("+4917000000001", "yes").await;
+    assert!(yes.contains("confirmed for fault W-1"), "{yes}");
+    let no = hooks.reply("+4917000000002", "NO").await;
+    assert!(no.contains("Verstanden") && no.contains("W-1"), "{no}");
+    let again = hooks.reply("+4917000000002", "no").await;
+    assert!(again.contains("Es wartet kein Einsatz"), "{again}");
+    eventually("L3 is dispatched in L2's place", || {
+        let server = &server;
+        async move { !sms_to(server, "+4917000000003").await.is_empty() }
+    })
+    .await;
+    let plan = store.assignments().await.unwrap();
+    let state_of = |id: &str| {
+        plan.iter()
+            .find(|a| a.staff_id.as_ref().map(|s| s.as_str()) == Some(id))
+            .map(|a| a.state.clone())
+    };
+    assert_eq!(state_of("L1").as_deref(), Some("accepted"));
+    assert_eq!(state_of("L2"), None, "L2 is not offered W-1 again");
+    assert_eq!(state_of("L3").as_deref(), Some("dispatched"));
+    assert_eq!(
+        sms_to(&server, "+4917000000001").await.len(),
+        1,
+        "L1 keeps their slot: no second dispatch (answers go back as TwiML)"
+    );
+    // A customer's YES is not a dispatch answer.
+    let customer = hooks.reply("+4915100000011", "YES").await;
+    assert!(!customer.contains("confirmed"), "{customer}");
+    running.shutdown().await;
+}
+
+both_backends!(receipts_and_replies, staff_answer_their_dispatch_by_sms);

@@ -221,6 +221,7 @@ fn lineworker(id: &str, lon: f64) -> Person {
         hours_worked: 0.0,
         max_shift_hours: 12.0,
         current: None,
+        declined: Vec::new(),
     }
 }
 

@@ -281,8 +281,87 @@ async fn the_staffing_command_shows_pins_and_releases(backend: Backend) {
     assert_eq!(actions, vec!["pin", "release"]);
 }
 
+async fn unanswered_dispatches_time_out_and_coordinators_answer_for_staff(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    app.stop().await;
+    let mut settings = app.settings.clone();
+    settings.staffing.answer_timeout_mins = 0; // every dispatch times out at the next re-plan
+    settings.staffing.replan_secs = 1;
+    let built = faultline::app::App::build(settings, faultline::clock::Clock::System)
+        .await
+        .unwrap();
+    app.store = built.store().clone();
+    let mut running = built.start().unwrap();
+    assert!(
+        running
+            .wait_subscribed(std::time::Duration::from_secs(10))
+            .await
+    );
+    app.running = Some(running);
+    import_staff(&app).await;
+    app.publish(&[include_bytes!("../samples/events/detected-radius.json")])
+        .await;
+    let store = app.store.clone();
+    eventually("someone's dispatch times out", || {
+        let store = store.clone();
+        async move {
+            store
+                .staffing_audit()
+                .await
+                .unwrap()
+                .iter()
+                .any(|a| a.actor == "timeout" && a.action == "declined")
+        }
+    })
+    .await;
+    let declined: HashSet<String> = app
+        .store
+        .staff_declines()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, staff)| staff)
+        .collect();
+    let plan = planned_for(&app, "F-1002").await;
+    assert!(
+        plan.iter()
+            .filter_map(|a| a.staff_id.as_ref())
+            .all(|s| !declined.contains(s.as_str())),
+        "nobody who timed out is offered the fault again"
+    );
+    // A coordinator accepts for someone dispatched now.
+    let dispatched = plan
+        .iter()
+        .find(|a| a.state == "dispatched")
+        .and_then(|a| a.staff_id.clone())
+        .expect("someone is dispatched");
+    let (ok, out) = staffing_cli(
+        &app,
+        &[
+            "accept",
+            "--staff",
+            dispatched.as_str(),
+            "--by",
+            "coordinator:eve",
+        ],
+    );
+    assert!(ok && out.contains("accepted F-1002"), "{out}");
+    let (ok, out) = staffing_cli(
+        &app,
+        &[
+            "decline",
+            "--staff",
+            dispatched.as_str(),
+            "--by",
+            "coordinator:eve",
+        ],
+    );
+    assert!(!ok && out.contains("no dispatch waiting"), "{out}");
+}
+
 both_backends!(
     crews_follow_faults_and_pins_stick,
     status_and_position_changes_are_audited,
-    the_staffing_command_shows_pins_and_releases
+    the_staffing_command_shows_pins_and_releases,
+    unanswered_dispatches_time_out_and_coordinators_answer_for_staff
 );

@@ -19,10 +19,22 @@ CREATE TABLE assignments (
     on_call     BIGINT NOT NULL DEFAULT 0,
     disruption  BIGINT NOT NULL DEFAULT 0,
     total       BIGINT NOT NULL DEFAULT 0,
+    -- When the dispatch notice was created and when the person answered.
+    dispatched_at BIGINT,
+    answered_at   BIGINT,
     updated_at  BIGINT NOT NULL,
     PRIMARY KEY (fault_id, skill, slot_index)
 );
 CREATE INDEX assignments_staff ON assignments (staff_id);
+
+-- People who declined (or did not answer) a fault's dispatch are not offered to it again.
+CREATE TABLE staff_declines (
+    fault_id  TEXT NOT NULL,
+    staff_id  TEXT NOT NULL,
+    at        BIGINT NOT NULL,
+    how       TEXT NOT NULL,
+    PRIMARY KEY (fault_id, staff_id)
+);
 
 -- Every coordinator override: who, when, what, why.
 CREATE TABLE staffing_audit (

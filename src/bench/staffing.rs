@@ -86,6 +86,7 @@ pub fn instance(seed: u64, staff: usize, slots: usize, scarcity: f64) -> (Vec<Sl
             hours_worked: rng.random_range(0.0..10.0),
             max_shift_hours: 16.0,
             current: None,
+            declined: Vec::new(),
         });
     }
     (out, people)

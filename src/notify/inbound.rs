@@ -16,6 +16,10 @@ pub enum Keyword {
     Start,
     Status,
     Out,
+    /// A staff member accepts their dispatch.
+    Yes,
+    /// A staff member declines their dispatch.
+    No,
     Help,
 }
 
@@ -34,6 +38,8 @@ impl Keyword {
             "START" | "UNSTOP" => Self::Start,
             "STATUS" => Self::Status,
             "OUT" => Self::Out,
+            "YES" | "JA" | "Y" => Self::Yes,
+            "NO" | "NEIN" | "N" => Self::No,
             _ => Self::Help,
         }
     }
@@ -67,6 +73,14 @@ impl Inbound<'_> {
         let Ok(phone) = Phone::parse(from) else {
             return Ok(reply("en", "unknown", None));
         };
+        if matches!(keyword, Keyword::Yes | Keyword::No) {
+            if let Some(answer) = self.staff_answer(&phone, keyword == Keyword::Yes).await? {
+                return Ok(Reply {
+                    keyword,
+                    text: answer,
+                });
+            }
+        }
         let customers = self.store.customers_by_phone(phone.as_str()).await?;
         let Some(first) = customers.first() else {
             return Ok(reply("en", "unknown", None));
@@ -81,7 +95,8 @@ impl Inbound<'_> {
                 self.store.set_sms_stopped(phone.as_str(), false).await?;
                 Ok(reply(language, "start", None))
             }
-            Keyword::Help => Ok(reply(language, "help", None)),
+            // YES/NO from a customer (staff answers were handled above): help.
+            Keyword::Help | Keyword::Yes | Keyword::No => Ok(reply(language, "help", None)),
             Keyword::Status => Ok(match self.outage(first) {
                 Some(o) => reply(language, "status_out", Some(&o.context(first))),
                 None => reply(language, "status_ok", None),
@@ -133,6 +148,35 @@ struct KnownOutage {
     cause: String,
 }
 
+impl Inbound<'_> {
+    /// A staff member's YES or NO to their dispatch, answered in their language; `None` when
+    /// the number is not a staff member's.
+    async fn staff_answer(
+        &self,
+        phone: &Phone,
+        accept: bool,
+    ) -> Result<Option<String>, StoreError> {
+        let Some((staff, language)) = self.store.staff_by_phone(phone.as_str()).await? else {
+            return Ok(None);
+        };
+        let now = millis(self.clock.now());
+        let answered = self
+            .store
+            .answer_dispatch(&staff, accept, "sms", now)
+            .await?;
+        let text = match &answered {
+            Some(slot) => {
+                let _ = self.dirty.send(slot.fault.clone());
+                let key = if accept { "reply_yes" } else { "reply_no" };
+                self.templates
+                    .dispatch_reply(&language, key, slot.fault.as_str())
+            }
+            None => self.templates.dispatch_reply(&language, "reply_none", ""),
+        };
+        Ok(Some(text))
+    }
+}
+
 impl KnownOutage {
     fn context<'a>(&'a self, c: &'a Replier) -> Context<'a> {
         Context {
@@ -142,6 +186,7 @@ impl KnownOutage {
             until: None,
             etr: self.etr,
             cause: &self.cause,
+            dispatch: None,
         }
     }
 }

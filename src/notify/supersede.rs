@@ -76,6 +76,9 @@ pub fn reason(
         "planned" if facts.starts_at.map(millis) != Some(n.episode_started_at) => {
             Some("superseded: the planned outage was rescheduled")
         }
+        "dispatch" if facts.fault_state != Some(FaultState::Active) => {
+            Some("superseded: the fault is over")
+        }
         "planned_cancelled" if !siblings.iter().any(|s| s == "sent") => {
             Some("no advance notice went out: nothing to cancel")
         }

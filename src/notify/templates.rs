@@ -16,7 +16,8 @@ macro_rules! bundle {
 
 /// The notice kinds (and `replies`, the answers to inbound SMS) of each bundled language.
 const FILES: &[&[(&str, &str, &str)]] = bundle!("en", "de", "ru", "zh"; [
-    "outage", "restored", "etr_update", "etr_passed", "planned", "planned_cancelled", "replies"
+    "outage", "restored", "etr_update", "etr_passed", "planned", "planned_cancelled", "replies",
+    "dispatch"
 ]);
 
 /// What a template is filled with.
@@ -28,6 +29,18 @@ pub struct Context<'a> {
     pub until: Option<DateTime<Utc>>,
     pub etr: Option<DateTime<Utc>>,
     pub cause: &'a str,
+    /// For a staff dispatch: the slot and the place.
+    pub dispatch: Option<Dispatch<'a>>,
+}
+
+/// What a dispatch notice says beyond the fault's cause.
+#[derive(Debug, Clone, Copy)]
+pub struct Dispatch<'a> {
+    pub fault: &'a str,
+    /// The skill's id (`lineworker`), worded by the language's dispatch file.
+    pub skill: &'a str,
+    /// Where to go, `lat,lon`.
+    pub place: &'a str,
 }
 
 /// A rendered notice.
@@ -104,6 +117,15 @@ impl Templates {
         }
     }
 
+    /// An answer to a staff member's YES/NO (`reply_yes`, `reply_no`, `reply_none`) in their
+    /// language.
+    pub fn dispatch_reply(&self, language: &str, key: &str, fault: &str) -> String {
+        self.file(language, "dispatch")
+            .and_then(|(_, f)| f.get(key))
+            .map(|t| t.replace("{fault}", fault))
+            .unwrap_or_default()
+    }
+
     /// Fills the placeholders of `text` for a language found by [`Templates::file`].
     fn fill(&self, language: &str, text: &str, ctx: &Context<'_>, compact: bool) -> String {
         // Cause phrases and the unknown-ETR wording live in the language's outage file.
@@ -131,6 +153,20 @@ impl Templates {
             .map(local)
             .or_else(|| lookup("etr_unknown"))
             .unwrap_or_default();
+        let text = match &ctx.dispatch {
+            Some(d) => {
+                let words = self
+                    .files
+                    .get(&(language.to_owned(), "dispatch".to_owned()));
+                let skill = words
+                    .and_then(|w| w.get(&format!("skill.{}", d.skill)))
+                    .map_or(d.skill, String::as_str);
+                text.replace("{skill}", skill)
+                    .replace("{fault}", d.fault)
+                    .replace("{place}", d.place)
+            }
+            None => text.to_owned(),
+        };
         text.replace("{name}", ctx.name)
             .replace("{since}", &local(ctx.since))
             .replace("{until}", &until)
@@ -180,6 +216,7 @@ mod tests {
             until: None,
             etr,
             cause: "tree_contact",
+            dispatch: None,
         }
     }
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{choose, quiet_until, Choice, Contact};
 use super::supersede::{self, Facts, Notice};
-use super::templates::{Context, Templates};
+use super::templates::{Context, Dispatch, Templates};
 use crate::channels::{Outbound, Transports};
 use crate::clock::Clock;
 use crate::domain::{Channel, Email, FaultId, Phone};
@@ -292,6 +292,12 @@ impl DeliveryWorker {
         } else {
             facts.until
         };
+        // A staff dispatch names the slot (its variant, `skill#index`) and the fault's place.
+        let place = if n.kind == "dispatch" {
+            self.place_of(&n.fault_id)
+        } else {
+            String::new()
+        };
         let ctx = Context {
             name: &contact.name,
             timezone: contact.timezone,
@@ -299,6 +305,11 @@ impl DeliveryWorker {
             until,
             etr: facts.etr,
             cause: &facts.cause,
+            dispatch: (n.kind == "dispatch").then(|| Dispatch {
+                fault: &n.fault_id,
+                skill: n.variant.split('#').next().unwrap_or_default(),
+                place: &place,
+            }),
         };
         let kind = supersede::template_kind(&notice);
         let rendered = if channel == Channel::Sms {
@@ -318,6 +329,15 @@ impl DeliveryWorker {
             title: rendered.title,
             body: rendered.body,
         })
+    }
+
+    /// Where a fault is, `lat,lon` (the centre of its customers out).
+    fn place_of(&self, fault_id: &str) -> String {
+        let book = self.book.read();
+        FaultId::parse(fault_id)
+            .ok()
+            .and_then(|id| crate::staffing::service::fault_centre(&book, &id))
+            .map_or_else(String::new, |c| format!("{:.5},{:.5}", c.lat, c.lon))
     }
 
     /// What the notice needs to know of its fault and episode, read under one short lock and

@@ -38,6 +38,20 @@ pub enum StaffingCommand {
         #[arg(long)]
         why: String,
     },
+    /// Answer a dispatch on a person's behalf: accept.
+    Accept {
+        #[arg(long)]
+        staff: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Answer a dispatch on a person's behalf: decline (they are not offered that fault again).
+    Decline {
+        #[arg(long)]
+        staff: String,
+        #[arg(long)]
+        by: String,
+    },
     /// Change a person's status (on_shift, on_call, off_duty) and/or position.
     Set {
         #[arg(long)]
@@ -95,6 +109,8 @@ pub async fn run(store: &Store, cmd: StaffingCommand, now: i64) -> anyhow::Resul
                 anyhow::bail!("{staff} has no pinned slot");
             }
         }
+        StaffingCommand::Accept { staff, by } => answer(store, &staff, true, &by, now).await?,
+        StaffingCommand::Decline { staff, by } => answer(store, &staff, false, &by, now).await?,
         StaffingCommand::Set {
             staff,
             status,
@@ -116,6 +132,31 @@ pub async fn run(store: &Store, cmd: StaffingCommand, now: i64) -> anyhow::Resul
     Ok(())
 }
 
+async fn answer(
+    store: &Store,
+    staff: &str,
+    accept: bool,
+    by: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    match store
+        .answer_dispatch(&StaffId::parse(staff)?, accept, by, now)
+        .await?
+    {
+        Some(slot) => {
+            let verb = if accept { "accepted" } else { "declined" };
+            println!(
+                "{staff} {verb} {} {} #{}",
+                slot.fault.as_str(),
+                slot.skill.as_str(),
+                slot.index
+            );
+            Ok(())
+        }
+        None => anyhow::bail!("{staff} has no dispatch waiting for an answer"),
+    }
+}
+
 fn parse_at(text: &str) -> anyhow::Result<Coord> {
     let (lon, lat) = text
         .split_once(',')
@@ -130,14 +171,19 @@ async fn show(store: &Store) -> anyhow::Result<()> {
     }
     for a in &rows {
         let who = a.staff_id.as_ref().map_or("— unfilled —", |s| s.as_str());
+        let state = if a.pinned {
+            format!("{} (pinned)", a.state)
+        } else {
+            a.state.clone()
+        };
         println!(
-            "{:<12} {:<16} #{} (level ≥ {})  {:<10} {:<8}  travel {:>6.1} km, priority {}, on call {}, disruption {}",
+            "{:<12} {:<16} #{} (level ≥ {})  {:<10} {:<21}  travel {:>6.1} km, priority {}, on call {}, disruption {}",
             a.slot.fault.as_str(),
             a.slot.skill.as_str(),
             a.slot.index,
             a.min_level,
             who,
-            a.state,
+            state,
             a.terms.travel_m as f64 / 1000.0,
             a.terms.priority,
             a.terms.on_call,

@@ -42,6 +42,8 @@ pub struct Person {
     pub max_shift_hours: f64,
     /// The slot they are dispatched to now, if any (moving them costs a disruption).
     pub current: Option<SlotKey>,
+    /// Faults they declined (or left unanswered): not offered again.
+    pub declined: Vec<FaultId>,
 }
 
 impl Person {
@@ -55,6 +57,7 @@ impl Person {
             hours_worked: 0.0,
             max_shift_hours: r.max_shift_hours,
             current: None,
+            declined: Vec::new(),
         }
     }
 
@@ -132,10 +135,11 @@ pub struct Plan {
 }
 
 /// Whether `p` may take `slot` at all: skill and level, not off duty, not past the fatigue
-/// limit.
+/// limit, not someone who declined this fault.
 pub fn qualified(p: &Person, slot: &Slot) -> bool {
     p.status != StaffStatus::OffDuty
         && p.hours_worked < p.max_shift_hours
+        && !p.declined.contains(&slot.key.fault)
         && p.level(slot.key.skill)
             .is_some_and(|l| l.get() >= slot.min_level.get())
 }

@@ -5,17 +5,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use std::collections::HashSet;
+
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{self, Person, Pin, Plan, Slot, SlotKey};
 use super::priority::{priority, FaultFacts};
 use super::rules::needs;
 use super::settings::StaffingSettings;
-use crate::domain::Coord;
+use crate::domain::{Coord, FaultId, StaffId};
 use crate::outage::{FaultState, OutageBook, OutageChange};
 use crate::shared::SharedBook;
-use crate::store::{AssignmentRow, Store, StoreError};
+use crate::store::{AssignmentRow, NoticeIntent, Store, StoreError};
 
 /// The slots of every active fault with customers out, from the outage state. A fault's
 /// place is the centre of its affected customers.
@@ -50,6 +52,11 @@ pub fn slots(book: &OutageBook, s: &StaffingSettings) -> Vec<Slot> {
     out
 }
 
+/// Where a fault is: the centre of its customers out.
+pub fn fault_centre(book: &OutageBook, fault: &FaultId) -> Option<Coord> {
+    centre(book, &book.fault(fault)?.affected)
+}
+
 fn centre(book: &OutageBook, customers: &[crate::mapping::CustomerIdx]) -> Option<Coord> {
     if customers.is_empty() {
         return None;
@@ -62,30 +69,22 @@ fn centre(book: &OutageBook, customers: &[crate::mapping::CustomerIdx]) -> Optio
     Coord::new(lon / n, lat / n).ok()
 }
 
-/// Plans from the current state and stores the plan.
+/// Plans from the current state and stores the plan: dispatches left unanswered past
+/// `staffing.answer_timeout_mins` count as declined first; people keep the state of a slot they
+/// keep (dispatched, accepted); newly chosen people get a dispatch notice (once per person and
+/// slot) when `staffing.dispatch` is on. Returns the plan and the faults whose crew changed.
 pub async fn replan(
     store: &Store,
     book: &SharedBook,
     s: &StaffingSettings,
     now: i64,
-) -> Result<Plan, StoreError> {
+) -> Result<(Plan, Vec<FaultId>), StoreError> {
+    let timeout = i64::try_from(s.answer_timeout_mins).unwrap_or(i64::MAX / 120_000) * 60_000;
+    store.expire_dispatches(now - timeout, now).await?;
     let slots = slots(&book.read(), s);
     let stored = store.assignments().await?;
-    let people: Vec<Person> = store
-        .staff_states()
-        .await?
-        .into_iter()
-        .map(|st| {
-            let mut p = Person::from_record(&st.record);
-            p.at = st.at;
-            p.hours_worked = st.hours_worked;
-            p.current = stored
-                .iter()
-                .find(|a| a.staff_id.as_ref() == Some(&p.id))
-                .map(|a| a.slot.clone());
-            p
-        })
-        .collect();
+    let declines = store.staff_declines().await?;
+    let people = people(store.staff_states().await?, &stored, &declines);
     let pins: Vec<Pin> = stored
         .iter()
         .filter(|a| a.pinned)
@@ -98,28 +97,128 @@ pub async fn replan(
         .filter(|p| slots.iter().any(|s| s.key == p.slot))
         .collect();
     let plan = plan::plan(&slots, &people, &pins, &s.weights());
+    let mut rows = rows(&plan, &slots, &stored);
+    if s.dispatch {
+        dispatch(store, book, &mut rows, now).await?;
+    }
+    store.save_plan(&rows, now).await?;
+    Ok((plan, changed_faults(&stored, &rows)))
+}
+
+/// People as the planner sees them: where they are, what they are on, what they declined.
+fn people(
+    states: Vec<crate::store::StaffState>,
+    stored: &[AssignmentRow],
+    declines: &[(String, String)],
+) -> Vec<Person> {
+    states
+        .into_iter()
+        .map(|st| {
+            let mut p = Person::from_record(&st.record);
+            p.at = st.at;
+            p.hours_worked = st.hours_worked;
+            p.current = stored
+                .iter()
+                .find(|a| a.staff_id.as_ref() == Some(&p.id) && a.state != "declined")
+                .map(|a| a.slot.clone());
+            p.declined = declines
+                .iter()
+                .filter(|(_, staff)| staff == p.id.as_str())
+                .filter_map(|(fault, _)| FaultId::parse(fault).ok())
+                .collect();
+            p
+        })
+        .collect()
+}
+
+/// The plan as rows, keeping the dispatch state of people who keep their slot.
+fn rows(plan: &Plan, slots: &[Slot], stored: &[AssignmentRow]) -> Vec<AssignmentRow> {
     let mut rows: Vec<AssignmentRow> = plan
         .assignments
         .iter()
-        .map(|a| AssignmentRow {
-            slot: a.slot.clone(),
-            min_level: level_of(&slots, &a.slot),
-            staff_id: Some(a.staff.clone()),
-            pinned: a.pinned,
-            state: if a.pinned { "pinned" } else { "proposed" }.into(),
-            terms: a.terms,
+        .map(|a| {
+            let kept = stored
+                .iter()
+                .find(|old| old.slot == a.slot && old.staff_id.as_ref() == Some(&a.staff));
+            AssignmentRow {
+                slot: a.slot.clone(),
+                min_level: level_of(slots, &a.slot),
+                staff_id: Some(a.staff.clone()),
+                pinned: a.pinned,
+                state: kept.map_or_else(|| "proposed".to_owned(), |k| k.state.clone()),
+                terms: a.terms,
+                dispatched_at: kept.and_then(|k| k.dispatched_at),
+                answered_at: kept.and_then(|k| k.answered_at),
+            }
         })
         .collect();
     rows.extend(plan.unfilled.iter().map(|key| AssignmentRow {
         slot: key.clone(),
-        min_level: level_of(&slots, key),
+        min_level: level_of(slots, key),
         staff_id: None,
         pinned: false,
         state: "unfilled".into(),
         terms: Default::default(),
+        dispatched_at: None,
+        answered_at: None,
     }));
-    store.save_plan(&rows, now).await?;
-    Ok(plan)
+    rows
+}
+
+/// Queues a dispatch notice for every newly proposed person and marks them dispatched. The
+/// outbox's unique key (person, fault episode, kind, slot) sends each at most once.
+async fn dispatch(
+    store: &Store,
+    book: &SharedBook,
+    rows: &mut [AssignmentRow],
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut intents = Vec::new();
+    {
+        let book = book.read();
+        for row in rows.iter_mut().filter(|r| r.state == "proposed") {
+            let Some(staff) = &row.staff_id else { continue };
+            let episode = book
+                .fault(&row.slot.fault)
+                .and_then(|f| f.detected_at)
+                .map_or(0, crate::store::millis);
+            intents.push(NoticeIntent {
+                customer_id: staff_recipient(staff),
+                episode_started_at: episode,
+                kind: "dispatch",
+                variant: format!("{}#{}", row.slot.skill.as_str(), row.slot.index),
+                fault_id: row.slot.fault.as_str().to_owned(),
+                priority: 0,
+                due_at: now,
+            });
+            row.state = "dispatched".into();
+            row.dispatched_at = Some(now);
+        }
+    }
+    if !intents.is_empty() {
+        store.create_notices(&intents, now).await?;
+    }
+    Ok(())
+}
+
+/// The outbox recipient id of a staff member: prefixed, so it never meets a customer id.
+pub fn staff_recipient(staff: &StaffId) -> String {
+    format!("{STAFF_PREFIX}{}", staff.as_str())
+}
+
+/// Prefix of staff recipients in the outbox.
+pub const STAFF_PREFIX: &str = "staff:";
+
+/// Faults whose rows differ between two plans.
+fn changed_faults(before: &[AssignmentRow], after: &[AssignmentRow]) -> Vec<FaultId> {
+    let key = |r: &AssignmentRow| (r.slot.clone(), r.staff_id.clone(), r.state.clone());
+    let old: HashSet<_> = before.iter().map(key).collect();
+    let new: HashSet<_> = after.iter().map(key).collect();
+    let faults: std::collections::BTreeSet<FaultId> = old
+        .symmetric_difference(&new)
+        .map(|(slot, _, _)| slot.fault.clone())
+        .collect();
+    faults.into_iter().collect()
 }
 
 fn level_of(slots: &[Slot], key: &SlotKey) -> u8 {
@@ -136,13 +235,21 @@ pub async fn run(
     book: SharedBook,
     settings: StaffingSettings,
     mut changes: broadcast::Receiver<Arc<OutageChange>>,
+    dirty: Option<mpsc::UnboundedSender<FaultId>>,
     clock: crate::clock::Clock,
     stop: CancellationToken,
 ) {
     loop {
         let now = crate::store::millis(clock.now());
-        if let Err(e) = replan(&store, &book, &settings, now).await {
-            tracing::error!(error = %e, "staffing re-plan failed; will retry on the next change");
+        match replan(&store, &book, &settings, now).await {
+            Ok((_, changed)) => {
+                for fault in changed {
+                    if let Some(dirty) = &dirty {
+                        let _ = dirty.send(fault);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "staffing re-plan failed; will retry"),
         }
         // Coordinators' commands and staff imports change the database, not the outage
         // state: a periodic re-plan picks them up.

@@ -24,6 +24,10 @@ pub struct StaffingSettings {
     /// Seconds between re-plans when the outage state does not change (picks up coordinators'
     /// commands, status changes and staff imports).
     pub replan_secs: u64,
+    /// Send chosen people a dispatch notice (SMS, else e-mail) to answer YES or NO.
+    pub dispatch: bool,
+    /// A dispatch unanswered this long counts as declined.
+    pub answer_timeout_mins: u64,
     pub priority: PriorityWeights,
     pub rules: Vec<CrewRule>,
     pub call_center: CallCenterSettings,

@@ -20,6 +20,9 @@ pub struct ClaimedNotice {
     pub failed_channels: String,
 }
 
+/// (staff id, name, phone, email, languages) of a staff member.
+type StaffContact = (String, String, Option<String>, Option<String>, String);
+
 /// A customer's contact row, as stored.
 #[derive(Debug, Clone)]
 pub struct ContactRow {
@@ -170,8 +173,50 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Contacts of these customers.
+    /// Contacts of these recipients: customers, and staff (`staff:` ids, for dispatches) by
+    /// SMS, else e-mail, in their first language.
     pub async fn contacts(&self, customer_ids: &[String]) -> Result<Vec<ContactRow>, StoreError> {
+        let prefix = crate::staffing::service::STAFF_PREFIX;
+        let (staff, customers): (Vec<String>, Vec<String>) = customer_ids
+            .iter()
+            .cloned()
+            .partition(|id| id.starts_with(prefix));
+        let mut out = self.customer_contacts(&customers).await?;
+        for chunk in staff.chunks(super::CHUNK_ROWS) {
+            let rows: Vec<StaffContact> = on_pool!(self, pool, Db => {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT staff_id, name, phone, email, languages FROM staff WHERE staff_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.trim_start_matches(prefix).to_owned());
+                }
+                q.push(")");
+                q.build_query_as().persistent(false).fetch_all(pool).await?
+            });
+            out.extend(
+                rows.into_iter()
+                    .map(|(id, name, phone, email, languages)| ContactRow {
+                        customer_id: format!("{prefix}{id}"),
+                        name,
+                        phone,
+                        email,
+                        push_token: None,
+                        language: languages.split('|').next().unwrap_or("en").to_owned(),
+                        channels: "sms|email".into(),
+                        timezone: "UTC".into(),
+                        critical: Some("staff".into()),
+                        quiet_hours: None,
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn customer_contacts(
+        &self,
+        customer_ids: &[String],
+    ) -> Result<Vec<ContactRow>, StoreError> {
         let mut out = Vec::new();
         for chunk in customer_ids.chunks(super::CHUNK_ROWS) {
             let rows = on_pool!(self, pool, Db => {

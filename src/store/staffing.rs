@@ -27,9 +27,12 @@ pub struct AssignmentRow {
     /// `None`: unfilled.
     pub staff_id: Option<StaffId>,
     pub pinned: bool,
-    /// `proposed`, `pinned` or `unfilled`.
+    /// `proposed`, `dispatched`, `accepted`, `declined` or `unfilled`.
     pub state: String,
     pub terms: Terms,
+    /// When the dispatch notice was created, and when the person answered.
+    pub dispatched_at: Option<i64>,
+    pub answered_at: Option<i64>,
 }
 
 /// One audited override.
@@ -126,12 +129,13 @@ const STAFF_COLUMNS: &str = "staff_id, name, phone, email, skills, languages, lo
 macro_rules! upsert_assignment {
     () => {
         "INSERT INTO assignments (fault_id, skill, slot_index, min_level, staff_id, pinned, state, \
-         travel_m, priority, on_call, disruption, total, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         travel_m, priority, on_call, disruption, total, updated_at, dispatched_at, answered_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
          ON CONFLICT (fault_id, skill, slot_index) DO UPDATE SET min_level = excluded.min_level, \
          staff_id = excluded.staff_id, pinned = excluded.pinned, state = excluded.state, \
          travel_m = excluded.travel_m, priority = excluded.priority, on_call = excluded.on_call, \
-         disruption = excluded.disruption, total = excluded.total, updated_at = excluded.updated_at"
+         disruption = excluded.disruption, total = excluded.total, updated_at = excluded.updated_at, \
+         dispatched_at = excluded.dispatched_at, answered_at = excluded.answered_at"
     };
 }
 /// A coordinator's pin replaces whatever the slot held.
@@ -156,7 +160,8 @@ impl Store {
     /// The stored plan, by fault and slot.
     pub async fn assignments(&self) -> Result<Vec<AssignmentRow>, StoreError> {
         let sql = "SELECT fault_id, skill, slot_index, min_level, staff_id, pinned, state, travel_m, \
-                   priority, on_call, disruption, total FROM assignments ORDER BY fault_id, skill, slot_index";
+                   priority, on_call, disruption, total, dispatched_at, answered_at FROM assignments \
+                   ORDER BY fault_id, skill, slot_index";
         on_pool!(self, pool, _Db => {
             let rows = sqlx::query(sql).fetch_all(pool).await?;
             rows.iter().map(|r| {
@@ -177,6 +182,8 @@ impl Store {
                         travel_m: r.try_get(7)?, priority: r.try_get(8)?, on_call: r.try_get(9)?,
                         disruption: r.try_get(10)?, total: r.try_get(11)?,
                     },
+                    dispatched_at: r.try_get(12)?,
+                    answered_at: r.try_get(13)?,
                 })
             }).collect()
         })
@@ -218,8 +225,10 @@ impl Store {
             min_level,
             staff_id: Some(staff.clone()),
             pinned: true,
-            state: "pinned".into(),
+            state: "proposed".into(),
             terms: Terms::default(),
+            dispatched_at: None,
+            answered_at: None,
         };
         let detail = format!(
             "{} {} #{}",
@@ -294,6 +303,96 @@ impl Store {
         Ok(found)
     }
 
+    /// Records a person's answer to their dispatch (`how`: `sms`, `timeout`, or who answered
+    /// for them). A decline frees the slot (a pin with it) and keeps the person off that
+    /// fault. Returns the slot answered, if they had one waiting for an answer.
+    pub async fn answer_dispatch(
+        &self,
+        staff: &StaffId,
+        accept: bool,
+        how: &str,
+        now: i64,
+    ) -> Result<Option<SlotKey>, StoreError> {
+        let waiting = self
+            .assignments()
+            .await?
+            .into_iter()
+            .find(|a| a.state == "dispatched" && a.staff_id.as_ref() == Some(staff));
+        let Some(row) = waiting else {
+            return Ok(None);
+        };
+        let (state, pinned) = if accept {
+            ("accepted", i64::from(row.pinned))
+        } else {
+            ("declined", 0)
+        };
+        let detail = format!(
+            "{} {} #{}",
+            row.slot.fault.as_str(),
+            row.slot.skill.as_str(),
+            row.slot.index
+        );
+        on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE assignments SET state = $1, pinned = $2, answered_at = $3, updated_at = $3 \
+                         WHERE fault_id = $4 AND skill = $5 AND slot_index = $6 AND staff_id = $7")
+                .bind(state).bind(pinned).bind(now).bind(row.slot.fault.as_str()).bind(row.slot.skill.as_str())
+                .bind(i64::from(row.slot.index)).bind(staff.as_str()).execute(&mut *tx).await?;
+            if !accept {
+                sqlx::query("INSERT INTO staff_declines (fault_id, staff_id, at, how) VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (fault_id, staff_id) DO NOTHING")
+                    .bind(row.slot.fault.as_str()).bind(staff.as_str()).bind(now).bind(how)
+                    .execute(&mut *tx).await?;
+            }
+            sqlx::query(AUDIT).bind(now).bind(how).bind(state).bind(staff.as_str())
+                .bind(row.slot.fault.as_str()).bind(&detail).bind("answer to the dispatch").execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(Some(row.slot))
+    }
+
+    /// Dispatches unanswered since before `cutoff` count as declined; returns how many.
+    pub async fn expire_dispatches(&self, cutoff: i64, now: i64) -> Result<usize, StoreError> {
+        let stale: Vec<StaffId> = self
+            .assignments()
+            .await?
+            .into_iter()
+            .filter(|a| a.state == "dispatched" && a.dispatched_at.is_some_and(|t| t < cutoff))
+            .filter_map(|a| a.staff_id)
+            .collect();
+        for staff in &stale {
+            self.answer_dispatch(staff, false, "timeout", now).await?;
+        }
+        Ok(stale.len())
+    }
+
+    /// (fault, person) pairs not to be offered again.
+    pub async fn staff_declines(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = "SELECT fault_id, staff_id FROM staff_declines";
+        let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, String)>(sql).fetch_all(pool).await?);
+        Ok(rows)
+    }
+
+    /// The staff member with this phone number, and their first language.
+    pub async fn staff_by_phone(
+        &self,
+        phone: &str,
+    ) -> Result<Option<(StaffId, String)>, StoreError> {
+        let sql =
+            "SELECT staff_id, languages FROM staff WHERE phone = $1 ORDER BY staff_id LIMIT 1";
+        let row: Option<(String, String)> = on_pool!(self, pool, _Db => sqlx::query_as(sql).bind(phone).fetch_optional(pool).await?);
+        row.map(|(id, languages)| {
+            let language = languages
+                .split('|')
+                .next()
+                .filter(|l| !l.is_empty())
+                .unwrap_or("en")
+                .to_owned();
+            Ok((StaffId::parse(&id).map_err(corrupt)?, language))
+        })
+        .transpose()
+    }
+
     /// The audit log, oldest first.
     pub async fn staffing_audit(&self) -> Result<Vec<AuditRow>, StoreError> {
         let sql = "SELECT at, actor, action, staff_id, fault_id, detail, reason FROM staffing_audit ORDER BY id";
@@ -317,6 +416,7 @@ where
     i64: sqlx::Encode<'q, Db> + sqlx::Type<Db>,
     &'q str: sqlx::Encode<'q, Db> + sqlx::Type<Db>,
     Option<&'q str>: sqlx::Encode<'q, Db> + sqlx::Type<Db>,
+    Option<i64>: sqlx::Encode<'q, Db> + sqlx::Type<Db>,
 {
     sqlx::query(sql)
         .bind(r.slot.fault.as_str())
@@ -332,4 +432,6 @@ where
         .bind(r.terms.disruption)
         .bind(r.terms.total)
         .bind(now)
+        .bind(r.dispatched_at)
+        .bind(r.answered_at)
 }
