@@ -112,7 +112,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Staffing { what } => {
             let store = open_store(&settings).await?;
             let now = chrono::Utc::now().timestamp_millis();
-            crate::staffing::commands::run(&store, what, now).await?;
+            crate::staffing::commands::run(&store, what, &settings.staffing.call_center, now)
+                .await?;
         }
         Command::Bench { .. } => {}
     }

@@ -351,6 +351,28 @@ async fn staff_answer_their_dispatch_by_sms(backend: Backend) {
     // A customer's YES is not a dispatch answer.
     let customer = hooks.reply("+4915100000011", "YES").await;
     assert!(!customer.contains("confirmed"), "{customer}");
+
+    // Restoration releases the crew; L1's time on it counts towards their fatigue limit.
+    let restored = br#"{"v":1,"event_id":"d2","fault_id":"W-1","kind":"restored","occurred_at":"2026-11-23T15:00:00Z"}"#;
+    let topic = format!("{prefix}/faultline/v1/events/test/W-1");
+    faultline::ingest::publish::publish_all(&settings.mqtt, vec![(topic, restored.to_vec())])
+        .await
+        .unwrap();
+    eventually("W-1's crew is released", || {
+        let store = store.clone();
+        async move { store.assignments().await.unwrap().is_empty() }
+    })
+    .await;
+    let states = store.staff_states().await.unwrap();
+    let hours = |id: &str| {
+        states
+            .iter()
+            .find(|s| s.record.id.as_str() == id)
+            .unwrap()
+            .hours_worked
+    };
+    assert!(hours("L1") > 0.0, "accepted work is counted");
+    assert_eq!(hours("L2"), 0.0, "a decline is not work");
     running.shutdown().await;
 }
 

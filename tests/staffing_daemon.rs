@@ -214,6 +214,17 @@ async fn the_staffing_command_shows_pins_and_releases(backend: Backend) {
         ok && shown.contains("F-1002") && shown.contains("lineworker"),
         "{shown}"
     );
+    // The call-centre forecast covers the languages of the customers out.
+    let (ok, calls) = staffing_cli(&app, &["calls"]);
+    assert!(ok, "{calls}");
+    let languages: Vec<&str> = calls.lines().filter(|l| l.contains("calls/h")).collect();
+    assert!(!languages.is_empty(), "{calls}");
+    assert!(
+        languages
+            .iter()
+            .all(|l| l.contains("Erlang C") && l.contains("gap")),
+        "{calls}"
+    );
     let pin = [
         "pin",
         "--fault",
@@ -270,6 +281,11 @@ async fn the_staffing_command_shows_pins_and_releases(backend: Backend) {
         ],
     );
     assert!(!ok && out.contains("no staff member NOBODY"), "{out}");
+    let (ok, _) = staffing_cli(
+        &app,
+        &["rested", "--staff", "S70002", "--by", "coordinator:cli"],
+    );
+    assert!(ok);
     let actions: Vec<String> = app
         .store
         .staffing_audit()
@@ -278,7 +294,7 @@ async fn the_staffing_command_shows_pins_and_releases(backend: Backend) {
         .into_iter()
         .map(|a| a.action)
         .collect();
-    assert_eq!(actions, vec!["pin", "release"]);
+    assert_eq!(actions, vec!["pin", "release", "rested"]);
 }
 
 async fn unanswered_dispatches_time_out_and_coordinators_answer_for_staff(backend: Backend) {

@@ -4,6 +4,7 @@
 
 use clap::Subcommand;
 
+use super::callcenter::{agents, cover, CallCenterSettings, Load};
 use super::plan::SlotKey;
 use crate::domain::{Coord, FaultId, Skill, StaffId, StaffStatus};
 use crate::store::Store;
@@ -38,6 +39,10 @@ pub enum StaffingCommand {
         #[arg(long)]
         why: String,
     },
+    /// The call-centre forecast per language of the customers out now: calls per hour,
+    /// agents needed (Erlang C, Erlang A as the optimistic bound), who is on shift, which
+    /// on-call agents to call in, and the gap that remains.
+    Calls,
     /// Answer a dispatch on a person's behalf: accept.
     Accept {
         #[arg(long)]
@@ -47,6 +52,13 @@ pub enum StaffingCommand {
     },
     /// Answer a dispatch on a person's behalf: decline (they are not offered that fault again).
     Decline {
+        #[arg(long)]
+        staff: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// A person has rested: their hours on assignment (the fatigue limit's count) restart.
+    Rested {
         #[arg(long)]
         staff: String,
         #[arg(long)]
@@ -69,9 +81,15 @@ pub enum StaffingCommand {
 }
 
 /// Runs one command against the database.
-pub async fn run(store: &Store, cmd: StaffingCommand, now: i64) -> anyhow::Result<()> {
+pub async fn run(
+    store: &Store,
+    cmd: StaffingCommand,
+    call_center: &CallCenterSettings,
+    now: i64,
+) -> anyhow::Result<()> {
     match cmd {
         StaffingCommand::Show => show(store).await?,
+        StaffingCommand::Calls => calls(store, call_center, now).await?,
         StaffingCommand::Pin {
             fault,
             skill,
@@ -111,6 +129,12 @@ pub async fn run(store: &Store, cmd: StaffingCommand, now: i64) -> anyhow::Resul
         }
         StaffingCommand::Accept { staff, by } => answer(store, &staff, true, &by, now).await?,
         StaffingCommand::Decline { staff, by } => answer(store, &staff, false, &by, now).await?,
+        StaffingCommand::Rested { staff, by } => {
+            if !store.rested(&StaffId::parse(&staff)?, &by, now).await? {
+                anyhow::bail!("no staff member {staff}");
+            }
+            println!("{staff} rested");
+        }
         StaffingCommand::Set {
             staff,
             status,
@@ -162,6 +186,45 @@ fn parse_at(text: &str) -> anyhow::Result<Coord> {
         .split_once(',')
         .ok_or_else(|| anyhow::anyhow!("--at takes lon,lat"))?;
     Ok(Coord::new(lon.trim().parse()?, lat.trim().parse()?)?)
+}
+
+async fn calls(store: &Store, s: &CallCenterSettings, now: i64) -> anyhow::Result<()> {
+    let loads: Vec<Load> = store
+        .customers_out_by_language()
+        .await?
+        .into_iter()
+        .map(|(language, customers, since)| Load {
+            language,
+            customers: customers.max(0) as u64,
+            age_hours: (now - since).max(0) as f64 / 3_600_000.0,
+        })
+        .collect();
+    let people: Vec<_> = store
+        .staff_states()
+        .await?
+        .into_iter()
+        .map(|s| s.record)
+        .collect();
+    let covers = cover(&loads, &agents(&people), s);
+    if covers.is_empty() {
+        println!("no customers out: no extra calls expected");
+    }
+    for c in covers {
+        let ids = |v: &[StaffId]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        println!(
+            "{:<6} {:>7.1} calls/h  Erlang C {:>3} (Erlang A {:>3}) → {:>3} on shift with shrinkage; \
+             on shift: [{}]; call in: [{}]; gap {}",
+            c.language,
+            c.calls_per_hour,
+            c.erlang_c,
+            c.erlang_a,
+            c.needed,
+            ids(&c.on_shift),
+            ids(&c.surge),
+            c.gap
+        );
+    }
+    Ok(())
 }
 
 async fn show(store: &Store) -> anyhow::Result<()> {

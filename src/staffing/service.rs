@@ -84,7 +84,7 @@ pub async fn replan(
     let slots = slots(&book.read(), s);
     let stored = store.assignments().await?;
     let declines = store.staff_declines().await?;
-    let people = people(store.staff_states().await?, &stored, &declines);
+    let people = people(store.staff_states().await?, &stored, &declines, now);
     let pins: Vec<Pin> = stored
         .iter()
         .filter(|a| a.pinned)
@@ -102,7 +102,28 @@ pub async fn replan(
         dispatch(store, book, &mut rows, now).await?;
     }
     store.save_plan(&rows, now).await?;
+    store
+        .add_hours_worked(&ended_work(&stored, &rows, now))
+        .await?;
     Ok((plan, changed_faults(&stored, &rows)))
+}
+
+/// Hours of accepted assignments that the new plan ends (restoration, or a move).
+fn ended_work(before: &[AssignmentRow], after: &[AssignmentRow], now: i64) -> Vec<(StaffId, f64)> {
+    before
+        .iter()
+        .filter(|old| old.state == "accepted")
+        .filter(|old| {
+            !after.iter().any(|new| {
+                new.slot == old.slot && new.staff_id == old.staff_id && new.state == "accepted"
+            })
+        })
+        .filter_map(|old| Some((old.staff_id.clone()?, hours_since(old.answered_at?, now))))
+        .collect()
+}
+
+fn hours_since(at: i64, now: i64) -> f64 {
+    (now - at).max(0) as f64 / 3_600_000.0
 }
 
 /// People as the planner sees them: where they are, what they are on, what they declined.
@@ -110,6 +131,7 @@ fn people(
     states: Vec<crate::store::StaffState>,
     stored: &[AssignmentRow],
     declines: &[(String, String)],
+    now: i64,
 ) -> Vec<Person> {
     states
         .into_iter()
@@ -117,10 +139,17 @@ fn people(
             let mut p = Person::from_record(&st.record);
             p.at = st.at;
             p.hours_worked = st.hours_worked;
-            p.current = stored
+            let current = stored
                 .iter()
-                .find(|a| a.staff_id.as_ref() == Some(&p.id) && a.state != "declined")
-                .map(|a| a.slot.clone());
+                .find(|a| a.staff_id.as_ref() == Some(&p.id) && a.state != "declined");
+            p.current = current.map(|a| a.slot.clone());
+            // The assignment in progress counts towards the fatigue limit.
+            if let Some(since) = current
+                .filter(|a| a.state == "accepted")
+                .and_then(|a| a.answered_at)
+            {
+                p.hours_worked += hours_since(since, now);
+            }
             p.declined = declines
                 .iter()
                 .filter(|(_, staff)| staff == p.id.as_str())

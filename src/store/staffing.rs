@@ -373,6 +373,16 @@ impl Store {
         Ok(rows)
     }
 
+    /// (language, customers out, oldest start in ms) per language of the customers out now,
+    /// for the call-centre forecast.
+    pub async fn customers_out_by_language(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let sql = "SELECT c.language, COUNT(DISTINCT o.customer_id), MIN(o.since) FROM customer_outages o \
+                   JOIN customers c ON c.customer_id = o.customer_id WHERE o.state = 'out' \
+                   GROUP BY c.language ORDER BY c.language";
+        let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, i64, i64)>(sql).fetch_all(pool).await?);
+        Ok(rows)
+    }
+
     /// The staff member with this phone number, and their first language.
     pub async fn staff_by_phone(
         &self,
@@ -391,6 +401,36 @@ impl Store {
             Ok((StaffId::parse(&id).map_err(corrupt)?, language))
         })
         .transpose()
+    }
+
+    /// Adds hours on assignment to people whose accepted assignment ended (they rest when a
+    /// coordinator says so: [`Store::rested`]).
+    pub async fn add_hours_worked(&self, worked: &[(StaffId, f64)]) -> Result<(), StoreError> {
+        on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            for (staff, hours) in worked {
+                sqlx::query("UPDATE staff SET hours_worked = hours_worked + $2 WHERE staff_id = $1")
+                    .bind(staff.as_str()).bind(*hours).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// A person has rested: their hours on assignment start again from zero (audited).
+    pub async fn rested(&self, staff: &StaffId, actor: &str, now: i64) -> Result<bool, StoreError> {
+        let found = on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query("UPDATE staff SET hours_worked = 0 WHERE staff_id = $1")
+                .bind(staff.as_str()).execute(&mut *tx).await?.rows_affected();
+            if n > 0 {
+                sqlx::query(AUDIT).bind(now).bind(actor).bind("rested").bind(staff.as_str())
+                    .bind(None::<String>).bind("hours on assignment reset").bind("rest").execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            n > 0
+        });
+        Ok(found)
     }
 
     /// The audit log, oldest first.
