@@ -64,23 +64,7 @@ async fn notices_go_out_once_on_the_right_channel_in_the_right_language(backend:
     let affected = on_device(&customers.values().cloned().collect::<Vec<_>>(), "LV3.201");
     app.publish(&[include_bytes!("../samples/events/detected-devices.json")])
         .await;
-    let store = app.store.clone();
-    eventually("every outage notice is handled", || {
-        let store = store.clone();
-        async move {
-            store
-                .count_notices(Some("F-1003"), "outage", "queued")
-                .await
-                .unwrap()
-                == 0
-                && store
-                    .count_notices(Some("F-1003"), "outage", "sent")
-                    .await
-                    .unwrap()
-                    > 0
-        }
-    })
-    .await;
+    assert!(wait_settled(&app.store, "F-1003", "outage").await > 0);
 
     let lines = read_lines(&log);
     let reached: Vec<&String> = affected
@@ -181,7 +165,7 @@ async fn a_send_interrupted_by_a_crash_is_not_repeated(backend: Backend) {
         .unwrap();
     assert!(running.wait_subscribed(Duration::from_secs(10)).await);
     let store = running.store.clone(); // the first app closed its pool
-    wait_for_notices(&store, "F-1003", "outage", "queued", 0).await;
+    wait_settled(&store, "F-1003", "outage").await;
     let failed = store
         .count_notices(Some("F-1003"), "outage", "failed")
         .await

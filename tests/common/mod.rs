@@ -402,6 +402,34 @@ pub async fn wait_for_notices(store: &Store, fault: &str, kind: &str, state: &st
     .await;
 }
 
+/// Waits until a fault has notices of `kind` and none is waiting, claimed or on its way (a
+/// sent notice is recorded just after its request or log line). Returns how many were sent.
+pub async fn wait_settled(store: &Store, fault: &str, kind: &str) -> i64 {
+    async fn total(store: &Store, fault: &str, kind: &str, states: &[&str]) -> i64 {
+        let mut n = 0;
+        for state in states {
+            n += store.count_notices(Some(fault), kind, state).await.unwrap();
+        }
+        n
+    }
+    eventually(
+        &format!("every {kind} notice of {fault} is settled"),
+        || async {
+            total(store, fault, kind, &["queued", "claimed", "sending"]).await == 0
+                && total(
+                    store,
+                    fault,
+                    kind,
+                    &["sent", "failed", "suppressed", "unreachable"],
+                )
+                .await
+                    > 0
+        },
+    )
+    .await;
+    total(store, fault, kind, &["sent"]).await
+}
+
 /// A fresh, migrated database holding only the customers of `csv`: (prefix, url, dir, store).
 pub async fn database_with(
     backend: Backend,
