@@ -375,9 +375,92 @@ async fn unanswered_dispatches_time_out_and_coordinators_answer_for_staff(backen
     assert!(!ok && out.contains("no dispatch waiting"), "{out}");
 }
 
+async fn on_call_agents_are_called_out_when_calls_surge(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    app.stop().await;
+    let mut settings = app.settings.clone();
+    // A call-heavy storm: more calls than the agents on shift can answer.
+    settings.staffing.call_center.calls_per_customer = 20.0;
+    settings.staffing.replan_secs = 1;
+    let built = faultline::app::App::build(settings, faultline::clock::Clock::System)
+        .await
+        .unwrap();
+    app.store = built.store().clone();
+    let mut running = built.start().unwrap();
+    assert!(
+        running
+            .wait_subscribed(std::time::Duration::from_secs(10))
+            .await
+    );
+    app.running = Some(running);
+    let staff = import_staff(&app).await;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let event = format!(
+        r#"{{"v":1,"event_id":"surge-1","fault_id":"S-9","kind":"detected","occurred_at":"{now}","cause":"storm","area":{{"type":"Point","coordinates":[11.83,53.44]}},"radius_m":3000}}"#
+    );
+    app.publish(&[event.as_bytes()]).await;
+    let store = app.store.clone();
+    let surge = || {
+        let store = store.clone();
+        async move {
+            store
+                .assignments()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.slot.fault.as_str().starts_with("call-centre:"))
+                .collect::<Vec<_>>()
+        }
+    };
+    eventually("on-call agents are called out", || async {
+        surge().await.iter().any(|a| a.state == "dispatched")
+    })
+    .await;
+    let called = surge().await;
+    for a in &called {
+        let id = a.staff_id.as_ref().unwrap();
+        let person = staff.iter().find(|s| &s.id == id).unwrap();
+        assert_eq!(person.status, StaffStatus::OnCall, "{id} was on call");
+        assert!(person.skills.iter().any(|(s, _)| *s == Skill::CallCenter));
+        let language = a.slot.fault.as_str().split(':').nth(1).unwrap();
+        assert!(
+            person.languages.iter().any(|l| l.as_str() == language),
+            "{id} speaks {language}"
+        );
+    }
+    let fault = called[0].slot.fault.as_str().to_owned();
+    assert!(
+        app.store
+            .count_notices(Some(&fault), "callout", "queued")
+            .await
+            .unwrap()
+            > 0,
+        "call-outs wait in the outbox (no channel in this test)"
+    );
+    // One declines: they are not asked again today.
+    let who = called[0].staff_id.clone().unwrap();
+    let (ok, out) = staffing_cli(
+        &app,
+        &[
+            "decline",
+            "--staff",
+            who.as_str(),
+            "--by",
+            "coordinator:eve",
+        ],
+    );
+    assert!(ok, "{out}");
+    eventually("the decliner is off the call-out list", || async {
+        let rows = surge().await;
+        !rows.is_empty() && rows.iter().all(|a| a.staff_id.as_ref() != Some(&who))
+    })
+    .await;
+}
+
 both_backends!(
     crews_follow_faults_and_pins_stick,
     status_and_position_changes_are_audited,
     the_staffing_command_shows_pins_and_releases,
-    unanswered_dispatches_time_out_and_coordinators_answer_for_staff
+    unanswered_dispatches_time_out_and_coordinators_answer_for_staff,
+    on_call_agents_are_called_out_when_calls_surge
 );

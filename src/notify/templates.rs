@@ -17,7 +17,7 @@ macro_rules! bundle {
 /// The notice kinds (and `replies`, the answers to inbound SMS) of each bundled language.
 const FILES: &[&[(&str, &str, &str)]] = bundle!("en", "de", "ru", "zh"; [
     "outage", "restored", "etr_update", "etr_passed", "planned", "planned_cancelled", "replies",
-    "dispatch"
+    "dispatch", "callout"
 ]);
 
 /// What a template is filled with.

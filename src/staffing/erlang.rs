@@ -68,16 +68,23 @@ pub fn erlang_a(
     let n = f64::from(agents);
     // Stationary distribution over calls in the system, truncated where it is negligible.
     let mut weights = vec![1.0f64];
+    let mut total = 1.0;
     loop {
         let k = weights.len() as f64;
         let death = k.min(n) * mu + (k - n).max(0.0) * theta;
         let next = weights[weights.len() - 1] * lambda / death;
         weights.push(next);
-        if k > n && next < 1e-12 * weights.iter().sum::<f64>() {
+        total += next;
+        // Heavy loads grow the weights past f64's range before the tail falls off: rescale.
+        if total > 1e250 {
+            weights.iter_mut().for_each(|w| *w *= 1e-250);
+            total *= 1e-250;
+        }
+        // The cap only guards against nonsense input (no patience to speak of).
+        if (k > n && next < 1e-12 * total) || k > n + 1e6 {
             break;
         }
     }
-    let total: f64 = weights.iter().sum();
     let pi: Vec<f64> = weights.iter().map(|w| w / total).collect();
     let busy = agents as usize;
     let p_wait: f64 = pi[busy..].iter().sum();
@@ -87,7 +94,12 @@ pub fn erlang_a(
         .map(|(k, p)| (k.saturating_sub(busy)) as f64 * p)
         .sum();
     let abandon = theta * queued / lambda;
-    let in_time = answered_within(&pi[busy..], n * mu, theta, answer_secs);
+    // Queue lengths met with negligible probability do not move the service level.
+    let mut waiting = &pi[busy..];
+    while waiting.len() > 1 && waiting[waiting.len() - 1] < 1e-12 {
+        waiting = &waiting[..waiting.len() - 1];
+    }
+    let in_time = answered_within(waiting, n * mu, theta, answer_secs);
     Some(Queue {
         agents,
         p_wait,
@@ -148,28 +160,36 @@ pub fn agents_erlang_c(calls_per_hour: f64, aht_secs: f64, target: Target) -> u3
     }
 }
 
-/// The fewest agents meeting `target` under Erlang A (never more than Erlang C's).
+/// The fewest agents meeting `target` under Erlang A (never more than Erlang C's). More
+/// agents only raise the service level and lower occupancy, so a binary search finds it.
 pub fn agents_erlang_a(
     calls_per_hour: f64,
     aht_secs: f64,
     patience_secs: f64,
     target: Target,
 ) -> u32 {
-    let upper = agents_erlang_c(calls_per_hour, aht_secs, target);
-    (1..upper)
-        .find(|&n| {
-            erlang_a(
-                calls_per_hour,
-                aht_secs,
-                patience_secs,
-                n,
-                target.answer_secs,
-            )
-            .is_some_and(|q| {
-                q.service_level >= target.service_level && q.occupancy <= target.max_occupancy
-            })
+    let meets = |n| {
+        erlang_a(
+            calls_per_hour,
+            aht_secs,
+            patience_secs,
+            n,
+            target.answer_secs,
+        )
+        .is_some_and(|q| {
+            q.service_level >= target.service_level && q.occupancy <= target.max_occupancy
         })
-        .unwrap_or(upper)
+    };
+    let (mut low, mut high) = (1, agents_erlang_c(calls_per_hour, aht_secs, target));
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if meets(mid) {
+            high = mid;
+        } else {
+            low = mid + 1;
+        }
+    }
+    high
 }
 
 #[cfg(test)]
@@ -225,6 +245,21 @@ mod tests {
         assert!(
             agents_erlang_a(200.0, 180.0, 120.0, target) <= agents_erlang_c(200.0, 180.0, target)
         );
+    }
+
+    #[test]
+    fn a_storm_sized_load_stays_finite() {
+        // 10,000 calls an hour: the chain's weights pass f64's range unless rescaled.
+        let a = erlang_a(10_000.0, 240.0, 120.0, 5, 20.0).unwrap();
+        assert!(a.p_wait.is_finite() && a.p_wait > 0.99, "{a:?}");
+        let target = Target {
+            service_level: 0.8,
+            answer_secs: 20.0,
+            max_occupancy: 0.85,
+        };
+        let c = agents_erlang_c(10_000.0, 240.0, target);
+        assert!(c > 667, "more agents than the load of 667 Erlangs: {c}");
+        assert!(agents_erlang_a(10_000.0, 240.0, 120.0, target) <= c);
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod rules;
 pub mod service;
 pub mod settings;
 pub mod solver;
+pub mod surge;

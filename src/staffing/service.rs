@@ -14,6 +14,7 @@ use super::plan::{self, Person, Pin, Plan, Slot, SlotKey};
 use super::priority::{priority, FaultFacts};
 use super::rules::needs;
 use super::settings::StaffingSettings;
+use super::surge;
 use crate::domain::{Coord, FaultId, StaffId};
 use crate::outage::{FaultState, OutageBook, OutageChange};
 use crate::shared::SharedBook;
@@ -84,7 +85,8 @@ pub async fn replan(
     let slots = slots(&book.read(), s);
     let stored = store.assignments().await?;
     let declines = store.staff_declines().await?;
-    let people = people(store.staff_states().await?, &stored, &declines, now);
+    let staff = store.staff_states().await?;
+    let people = people(&staff, &stored, &declines, now);
     let pins: Vec<Pin> = stored
         .iter()
         .filter(|a| a.pinned)
@@ -98,6 +100,8 @@ pub async fn replan(
         .collect();
     let plan = plan::plan(&slots, &people, &pins, &s.weights());
     let mut rows = rows(&plan, &slots, &stored);
+    let surge = surge::rows(store, s, &staff, &rows, &stored, &declines, now).await?;
+    rows.extend(surge);
     if s.dispatch {
         dispatch(store, book, &mut rows, now).await?;
     }
@@ -128,13 +132,13 @@ fn hours_since(at: i64, now: i64) -> f64 {
 
 /// People as the planner sees them: where they are, what they are on, what they declined.
 fn people(
-    states: Vec<crate::store::StaffState>,
+    states: &[crate::store::StaffState],
     stored: &[AssignmentRow],
     declines: &[(String, String)],
     now: i64,
 ) -> Vec<Person> {
     states
-        .into_iter()
+        .iter()
         .map(|st| {
             let mut p = Person::from_record(&st.record);
             p.at = st.at;
@@ -194,8 +198,9 @@ fn rows(plan: &Plan, slots: &[Slot], stored: &[AssignmentRow]) -> Vec<Assignment
     rows
 }
 
-/// Queues a dispatch notice for every newly proposed person and marks them dispatched. The
-/// outbox's unique key (person, fault episode, kind, slot) sends each at most once.
+/// Queues a dispatch notice (a call-out for the call centre) for every newly proposed person
+/// and marks them dispatched. The outbox's unique key (person, fault episode, kind, slot) sends
+/// each at most once.
 async fn dispatch(
     store: &Store,
     book: &SharedBook,
@@ -207,14 +212,16 @@ async fn dispatch(
         let book = book.read();
         for row in rows.iter_mut().filter(|r| r.state == "proposed") {
             let Some(staff) = &row.staff_id else { continue };
-            let episode = book
-                .fault(&row.slot.fault)
-                .and_then(|f| f.detected_at)
-                .map_or(0, crate::store::millis);
+            let (kind, episode) = if surge::is_surge(&row.slot) {
+                ("callout", surge::day(now).1)
+            } else {
+                let detected = book.fault(&row.slot.fault).and_then(|f| f.detected_at);
+                ("dispatch", detected.map_or(0, crate::store::millis))
+            };
             intents.push(NoticeIntent {
                 customer_id: staff_recipient(staff),
                 episode_started_at: episode,
-                kind: "dispatch",
+                kind,
                 variant: format!("{}#{}", row.slot.skill.as_str(), row.slot.index),
                 fault_id: row.slot.fault.as_str().to_owned(),
                 priority: 0,
