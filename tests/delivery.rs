@@ -41,15 +41,11 @@ fn expected_channel(c: &SampleCustomer) -> Option<&'static str> {
 async fn start_with_log(backend: Backend, log: &std::path::Path) -> TestApp {
     let mut app = spawn_app(backend).await;
     // Restart with the log channel on (spawn_app starts without channels).
-    app.stop().await;
-    let mut settings = app.settings.clone();
-    settings.channels.log.path = log.display().to_string();
-    settings.notify.poll_ms = 50;
-    let built = App::build(settings, midday()).await.unwrap();
-    app.store = built.store().clone(); // the first app closed its pool
-    let mut running = built.start().unwrap();
-    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
-    app.running = Some(running);
+    app.restart_with(midday(), |s| {
+        s.channels.log.path = log.display().to_string();
+        s.notify.poll_ms = 50;
+    })
+    .await;
     app
 }
 

@@ -299,21 +299,11 @@ async fn the_staffing_command_shows_pins_and_releases(backend: Backend) {
 
 async fn unanswered_dispatches_time_out_and_coordinators_answer_for_staff(backend: Backend) {
     let mut app = spawn_app(backend).await;
-    app.stop().await;
-    let mut settings = app.settings.clone();
-    settings.staffing.answer_timeout_mins = 0; // every dispatch times out at the next re-plan
-    settings.staffing.replan_secs = 1;
-    let built = faultline::app::App::build(settings, faultline::clock::Clock::System)
-        .await
-        .unwrap();
-    app.store = built.store().clone();
-    let mut running = built.start().unwrap();
-    assert!(
-        running
-            .wait_subscribed(std::time::Duration::from_secs(10))
-            .await
-    );
-    app.running = Some(running);
+    app.restart_with(faultline::clock::Clock::System, |s| {
+        s.staffing.answer_timeout_mins = 0; // every dispatch times out at the next re-plan
+        s.staffing.replan_secs = 1;
+    })
+    .await;
     import_staff(&app).await;
     app.publish(&[include_bytes!("../samples/events/detected-radius.json")])
         .await;
@@ -377,22 +367,12 @@ async fn unanswered_dispatches_time_out_and_coordinators_answer_for_staff(backen
 
 async fn on_call_agents_are_called_out_when_calls_surge(backend: Backend) {
     let mut app = spawn_app(backend).await;
-    app.stop().await;
-    let mut settings = app.settings.clone();
     // A call-heavy storm: more calls than the agents on shift can answer.
-    settings.staffing.call_center.calls_per_customer = 20.0;
-    settings.staffing.replan_secs = 1;
-    let built = faultline::app::App::build(settings, faultline::clock::Clock::System)
-        .await
-        .unwrap();
-    app.store = built.store().clone();
-    let mut running = built.start().unwrap();
-    assert!(
-        running
-            .wait_subscribed(std::time::Duration::from_secs(10))
-            .await
-    );
-    app.running = Some(running);
+    app.restart_with(faultline::clock::Clock::System, |s| {
+        s.staffing.call_center.calls_per_customer = 20.0;
+        s.staffing.replan_secs = 1;
+    })
+    .await;
     let staff = import_staff(&app).await;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let event = format!(

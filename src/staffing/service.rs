@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{self, Person, Pin, Plan, Slot, SlotKey};
+use super::plan::{self, Person, Pin, Plan, Slot, SlotKey, Terms};
 use super::priority::{priority, FaultFacts};
 use super::rules::needs;
 use super::settings::StaffingSettings;
@@ -99,8 +99,9 @@ pub async fn replan(
         .filter(|p| slots.iter().any(|s| s.key == p.slot))
         .collect();
     let plan = plan::plan(&slots, &people, &pins, &s.weights());
-    let mut rows = rows(&plan, &slots, &stored);
-    let surge = surge::rows(store, s, &staff, &rows, &stored, &declines, now).await?;
+    let previous: Previous<'_> = stored.iter().map(|a| (&a.slot, a)).collect();
+    let mut rows = rows(&plan, &slots, &previous);
+    let surge = surge::rows(store, s, &staff, &rows, &previous, &declines, now).await?;
     rows.extend(surge);
     if s.dispatch {
         dispatch(store, book, &mut rows, now).await?;
@@ -137,57 +138,89 @@ fn people(
     declines: &[(String, String)],
     now: i64,
 ) -> Vec<Person> {
+    // Looked up once per person: a storm has thousands of both.
+    let mut current: HashMap<&StaffId, &AssignmentRow> = HashMap::new();
+    for row in stored.iter().filter(|a| a.state != "declined") {
+        if let Some(staff) = &row.staff_id {
+            current.entry(staff).or_insert(row);
+        }
+    }
+    let mut declined: HashMap<&str, Vec<FaultId>> = HashMap::new();
+    for (fault, staff) in declines {
+        if let Ok(fault) = FaultId::parse(fault) {
+            declined.entry(staff.as_str()).or_default().push(fault);
+        }
+    }
     states
         .iter()
         .map(|st| {
             let mut p = Person::from_record(&st.record);
             p.at = st.at;
             p.hours_worked = st.hours_worked;
-            let current = stored
-                .iter()
-                .find(|a| a.staff_id.as_ref() == Some(&p.id) && a.state != "declined");
-            p.current = current.map(|a| a.slot.clone());
+            let now_on = current.get(&p.id);
+            p.current = now_on.map(|a| a.slot.clone());
             // The assignment in progress counts towards the fatigue limit.
-            if let Some(since) = current
+            if let Some(since) = now_on
                 .filter(|a| a.state == "accepted")
                 .and_then(|a| a.answered_at)
             {
                 p.hours_worked += hours_since(since, now);
             }
-            p.declined = declines
-                .iter()
-                .filter(|(_, staff)| staff == p.id.as_str())
-                .filter_map(|(fault, _)| FaultId::parse(fault).ok())
-                .collect();
+            p.declined = declined.remove(p.id.as_str()).unwrap_or_default();
             p
         })
         .collect()
 }
 
+/// The stored plan by slot: what a new plan keeps of it.
+pub(super) type Previous<'a> = HashMap<&'a SlotKey, &'a AssignmentRow>;
+
+/// A plan row giving `slot` to `staff`, keeping their dispatch state (dispatched, accepted)
+/// if the previous plan gave them the same slot.
+pub(super) fn assigned(
+    slot: SlotKey,
+    min_level: u8,
+    staff: &StaffId,
+    pinned: bool,
+    terms: Terms,
+    previous: &Previous<'_>,
+) -> AssignmentRow {
+    let kept = previous
+        .get(&slot)
+        .filter(|old| old.staff_id.as_ref() == Some(staff));
+    AssignmentRow {
+        min_level,
+        staff_id: Some(staff.clone()),
+        pinned,
+        state: kept.map_or_else(|| "proposed".to_owned(), |k| k.state.clone()),
+        terms,
+        dispatched_at: kept.and_then(|k| k.dispatched_at),
+        answered_at: kept.and_then(|k| k.answered_at),
+        slot,
+    }
+}
+
 /// The plan as rows, keeping the dispatch state of people who keep their slot.
-fn rows(plan: &Plan, slots: &[Slot], stored: &[AssignmentRow]) -> Vec<AssignmentRow> {
+fn rows(plan: &Plan, slots: &[Slot], previous: &Previous<'_>) -> Vec<AssignmentRow> {
+    let levels: HashMap<&SlotKey, u8> = slots.iter().map(|s| (&s.key, s.min_level.get())).collect();
+    let level = |key: &SlotKey| levels.get(key).copied().unwrap_or(1);
     let mut rows: Vec<AssignmentRow> = plan
         .assignments
         .iter()
         .map(|a| {
-            let kept = stored
-                .iter()
-                .find(|old| old.slot == a.slot && old.staff_id.as_ref() == Some(&a.staff));
-            AssignmentRow {
-                slot: a.slot.clone(),
-                min_level: level_of(slots, &a.slot),
-                staff_id: Some(a.staff.clone()),
-                pinned: a.pinned,
-                state: kept.map_or_else(|| "proposed".to_owned(), |k| k.state.clone()),
-                terms: a.terms,
-                dispatched_at: kept.and_then(|k| k.dispatched_at),
-                answered_at: kept.and_then(|k| k.answered_at),
-            }
+            assigned(
+                a.slot.clone(),
+                level(&a.slot),
+                &a.staff,
+                a.pinned,
+                a.terms,
+                previous,
+            )
         })
         .collect();
     rows.extend(plan.unfilled.iter().map(|key| AssignmentRow {
         slot: key.clone(),
-        min_level: level_of(slots, key),
+        min_level: level(key),
         staff_id: None,
         pinned: false,
         state: "unfilled".into(),
@@ -255,13 +288,6 @@ fn changed_faults(before: &[AssignmentRow], after: &[AssignmentRow]) -> Vec<Faul
         .map(|(slot, _, _)| slot.fault.clone())
         .collect();
     faults.into_iter().collect()
-}
-
-fn level_of(slots: &[Slot], key: &SlotKey) -> u8 {
-    slots
-        .iter()
-        .find(|s| &s.key == key)
-        .map_or(1, |s| s.min_level.get())
 }
 
 /// Re-plans at start, after outage changes (a burst of changes is one re-plan) and every

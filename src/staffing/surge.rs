@@ -4,8 +4,9 @@
 
 use super::callcenter::{agents, cover, Load};
 use super::plan::{SlotKey, Terms};
+use super::service::{assigned, Previous};
 use super::settings::StaffingSettings;
-use crate::domain::{FaultId, Skill, StaffId};
+use crate::domain::{FaultId, Skill};
 use crate::store::{AssignmentRow, StaffState, Store, StoreError};
 
 /// Prefix of the call-centre pseudo-faults, `call-centre:<language>:<UTC day>`: a decline keeps
@@ -32,7 +33,7 @@ pub async fn rows(
     s: &StaffingSettings,
     staff: &[StaffState],
     crew: &[AssignmentRow],
-    stored: &[AssignmentRow],
+    previous: &Previous<'_>,
     declines: &[(String, String)],
     now: i64,
 ) -> Result<Vec<AssignmentRow>, StoreError> {
@@ -66,25 +67,8 @@ pub async fn rows(
                 skill: Skill::CallCenter,
                 index: u16::try_from(i + 1).unwrap_or(u16::MAX),
             };
-            rows.push(row(slot, staff, stored));
+            rows.push(assigned(slot, 1, staff, false, Terms::default(), previous));
         }
     }
     Ok(rows)
-}
-
-/// A surge position, keeping the state of an agent who keeps it.
-fn row(slot: SlotKey, staff: &StaffId, stored: &[AssignmentRow]) -> AssignmentRow {
-    let kept = stored
-        .iter()
-        .find(|old| old.slot == slot && old.staff_id.as_ref() == Some(staff));
-    AssignmentRow {
-        slot,
-        min_level: 1,
-        staff_id: Some(staff.clone()),
-        pinned: false,
-        state: kept.map_or_else(|| "proposed".to_owned(), |k| k.state.clone()),
-        terms: Terms::default(),
-        dispatched_at: kept.and_then(|k| k.dispatched_at),
-        answered_at: kept.and_then(|k| k.answered_at),
-    }
 }

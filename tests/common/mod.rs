@@ -239,6 +239,24 @@ impl TestApp {
         self.stop().await;
     }
 
+    /// Stops the daemon and starts it again on the same database and broker topics, with
+    /// `change` applied to its settings and the given clock.
+    pub async fn restart_with(
+        &mut self,
+        clock: faultline::clock::Clock,
+        change: impl FnOnce(&mut Settings),
+    ) {
+        self.stop().await;
+        change(&mut self.settings);
+        let built = faultline::app::App::build(self.settings.clone(), clock)
+            .await
+            .unwrap();
+        self.store = built.store().clone(); // the first app closed its pool
+        let mut running = built.start().unwrap();
+        assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+        self.running = Some(running);
+    }
+
     /// Stops the daemon but keeps its database (a SQLite file lives as long as `self`).
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
