@@ -23,7 +23,7 @@ use crate::notify::templates::Templates;
 use crate::notify::worker::DeliveryWorker;
 use crate::outage::OutageChange;
 use crate::shared::{load_book, SharedBook};
-use crate::status::StatusPublisher;
+use crate::status::{LatestDocs, LiveEvent, StatusPublisher};
 use crate::store::{Store, StoreError};
 
 /// Why the daemon could not start.
@@ -54,6 +54,10 @@ pub struct App {
     customers_seen_ms: i64,
     /// Wakes the delivery worker early (receipts asking for a fallback, quiet hours ending).
     wake: Arc<Notify>,
+    /// Self-service tokens' key, shared by every daemon through the database.
+    tokens: api::selfservice::TokenKey,
+    latest: LatestDocs,
+    live: broadcast::Sender<LiveEvent>,
 }
 
 impl App {
@@ -79,7 +83,13 @@ impl App {
             );
         }
         let (changes, _) = broadcast::channel(4096);
+        let tokens = api::selfservice::TokenKey::load(&store).await?;
+        // A console that falls this far behind reloads (`resync`) instead of replaying.
+        let (live, _) = broadcast::channel(1024);
         Ok(Self {
+            tokens,
+            latest: LatestDocs::default(),
+            live,
             settings,
             store,
             book: SharedBook::new(book),
@@ -111,6 +121,8 @@ impl App {
     pub fn start(self) -> Result<Running, AppError> {
         let s = &self.settings;
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
+        let http_events = inbound_tx.clone();
+        let replan = Arc::new(Notify::new());
         let (dirty_tx, dirty_rx) = mpsc::unbounded_channel();
         let dirty = dirty_tx.clone();
         let staffing_dirty = dirty_tx.clone();
@@ -151,11 +163,16 @@ impl App {
             self.book.clone(),
             s.staffing.clone(),
             staffing_changes,
-            Some(staffing_dirty),
+            crate::staffing::service::Signals {
+                dirty: Some(staffing_dirty),
+                replan: replan.clone(),
+            },
             self.clock.clone(),
             stop_staffing.clone(),
         ));
         let publisher = StatusPublisher {
+            latest: self.latest.clone(),
+            live: self.live.clone(),
             book: self.book.clone(),
             store: self.store.clone(),
             client: link.client.clone(),
@@ -170,7 +187,12 @@ impl App {
             w.dirty = Some(counts_tx);
             tokio::spawn(w.run(stop_delivery.clone()))
         });
-        let (api_addr, stop_api, api_task) = self.start_api(dirty)?;
+        let (api_addr, stop_api, api_task) = self.start_api(ApiLinks {
+            dirty,
+            events: http_events,
+            replan,
+            subscribed: link.subscribed.clone(),
+        })?;
         let jobs = Arc::new(Jobs::new(
             s,
             self.store.clone(),
@@ -206,7 +228,7 @@ impl App {
     /// Binds `api.bind` and serves the HTTP API.
     fn start_api(
         &self,
-        dirty: mpsc::UnboundedSender<FaultId>,
+        links: ApiLinks,
     ) -> Result<(SocketAddr, CancellationToken, JoinHandle<()>), AppError> {
         let bind = &self.settings.api.bind;
         let listener = api::bind(bind).map_err(|source| AppError::Api {
@@ -217,6 +239,7 @@ impl App {
             addr: bind.clone(),
             source,
         })?;
+        let stop = CancellationToken::new();
         let state = ApiState {
             store: self.store.clone(),
             book: self.book.clone(),
@@ -225,9 +248,23 @@ impl App {
             sms_auth_token: self.settings.channels.sms.auth_token.clone(),
             public_url: self.settings.api.public_url.clone(),
             wake: self.wake.clone(),
-            dirty,
+            dirty: links.dirty,
+            events: links.events,
+            events_filter: self.settings.mqtt.topic.clone(),
+            latest: self.latest.clone(),
+            live: self.live.clone(),
+            replan: links.replan,
+            subscribed: links.subscribed,
+            call_center: self.settings.staffing.call_center,
+            tokens: self.tokens.clone(),
+            public_limit: Arc::new(api::PerClient::new(
+                self.settings.api.public_rate_per_sec,
+                self.settings.api.public_burst,
+            )),
+            tile_url: self.settings.api.tile_url.clone(),
+            max_body_bytes: self.settings.api.max_body_bytes,
+            stopping: stop.clone(),
         };
-        let stop = CancellationToken::new();
         let task = tokio::spawn(api::serve(listener, api::router(state), stop.clone()));
         Ok((addr, stop, task))
     }
@@ -277,6 +314,14 @@ pub fn delivery_worker(
         wake,
         dirty: None,
     }))
+}
+
+/// The channels the HTTP API shares with the other tasks.
+struct ApiLinks {
+    dirty: mpsc::UnboundedSender<FaultId>,
+    events: mpsc::UnboundedSender<crate::ingest::mqtt::Inbound>,
+    replan: Arc<Notify>,
+    subscribed: watch::Receiver<bool>,
 }
 
 /// A started daemon.

@@ -56,11 +56,35 @@ pub enum Command {
         #[command(subcommand)]
         what: crate::staffing::commands::StaffingCommand,
     },
+    /// API keys for the HTTP API (docs/API.md): create (the key is shown once), list, revoke.
+    Apikey {
+        #[command(subcommand)]
+        what: ApiKeyCommand,
+    },
+    /// Print a customer's self-service token (for `/status?customer_id=…&token=…`).
+    Token { customer_id: String },
     /// Measure performance (see docs/PERFORMANCE.md).
     Bench {
         #[command(subcommand)]
         what: crate::bench::BenchWhat,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key; it is printed once and stored only as a hash.
+    Create {
+        /// Who or what uses it (kept in the list and the audit log's key id).
+        #[arg(long)]
+        name: String,
+        /// operator, coordinator or viewer.
+        #[arg(long)]
+        role: String,
+    },
+    /// List keys (ids, names, roles; never secrets).
+    List,
+    /// Revoke a key by its id (the part after `fl_`).
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +139,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::staffing::commands::run(&store, what, &settings.staffing.call_center, now)
                 .await?;
         }
+        Command::Apikey { what } => api_keys(&open_store(&settings).await?, what).await?,
+        Command::Token { customer_id } => {
+            let store = open_store(&settings).await?;
+            let key = crate::api::selfservice::TokenKey::load(&store).await?;
+            println!("{}", key.token(&customer_id));
+        }
         Command::Bench { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
@@ -165,4 +195,36 @@ fn print_errors<T>(file: &Path, report: &ImportReport<T>) -> usize {
         eprintln!("{}:{}: {}", file.display(), e.line, e.reason);
     }
     report.errors.len()
+}
+
+async fn api_keys(store: &Store, what: ApiKeyCommand) -> anyhow::Result<()> {
+    let now = chrono::Utc::now().timestamp_millis();
+    match what {
+        ApiKeyCommand::Create { name, role } => {
+            let role: crate::api::auth::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let key = crate::api::auth::create_key(store, &name, role, now).await?;
+            eprintln!(
+                "created {} key {} for {name}; it is shown only now:",
+                role, key.row.id
+            );
+            println!("{}", key.key);
+        }
+        ApiKeyCommand::List => {
+            for k in store.api_keys().await? {
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "live"
+                };
+                println!("{:<10} {:<12} {:<8} {}", k.id, k.role, state, k.name);
+            }
+        }
+        ApiKeyCommand::Revoke { id } => {
+            if !store.revoke_api_key(&id, now).await? {
+                anyhow::bail!("no live key {id}");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
 }

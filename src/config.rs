@@ -109,6 +109,14 @@ pub struct StatusSettings {
 pub struct ApiSettings {
     pub bind: String,
     pub public_url: String,
+    /// Self-service requests a second per client address (public, unauthenticated routes).
+    pub public_rate_per_sec: f64,
+    /// Self-service requests a client may make at once before the rate applies.
+    pub public_burst: f64,
+    /// Largest request body (customer CSV uploads are the large ones).
+    pub max_body_bytes: usize,
+    /// Map tiles for the console, `{z}/{x}/{y}` template; empty: no tiles (works offline).
+    pub tile_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -304,6 +312,19 @@ impl Settings {
             .bind
             .parse::<SocketAddr>()
             .map_err(|e| invalid("api.bind", &format!("not an address:port: {e}")))?;
+        if !(self.api.public_rate_per_sec > 0.0 && self.api.public_burst >= 1.0) {
+            return Err(invalid(
+                "api.public_rate_per_sec",
+                "must be above 0, with api.public_burst at least 1",
+            ));
+        }
+        if self.api.max_body_bytes < 64 * 1024 {
+            return Err(invalid("api.max_body_bytes", "must be at least 64 KiB"));
+        }
+        let tiles = &self.api.tile_url;
+        if !(tiles.is_empty() || tiles.starts_with("https://") || tiles.starts_with("http://")) {
+            return Err(invalid("api.tile_url", "must be an http(s) URL template"));
+        }
         if !self.channels.sms.base_url.is_empty() {
             url::Url::parse(&self.channels.sms.base_url)
                 .map_err(|e| invalid("channels.sms.base_url", &format!("not a URL: {e}")))?;

@@ -2,12 +2,13 @@
 //! changes, at most once per `status.min_interval_ms` per fault, and kept after it closes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -107,8 +108,37 @@ impl StatusDoc {
     }
 }
 
+/// The newest document of every fault this daemon published, for the HTTP API: reading them
+/// costs no query, and they agree with what MQTT subscribers saw.
+#[derive(Debug, Clone, Default)]
+pub struct LatestDocs(Arc<RwLock<HashMap<String, Arc<StatusDoc>>>>);
+
+impl LatestDocs {
+    pub fn get(&self, fault_id: &str) -> Option<Arc<StatusDoc>> {
+        self.0.read().ok()?.get(fault_id).cloned()
+    }
+
+    fn put(&self, doc: Arc<StatusDoc>) {
+        if let Ok(mut docs) = self.0.write() {
+            docs.insert(doc.fault_id.clone(), doc);
+        }
+    }
+}
+
+/// What the console's live stream carries: `fault` with a fault's new status document, or
+/// `staffing` when a coordinator changed the plan.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    pub kind: &'static str,
+    pub data: Arc<str>,
+}
+
 /// Publishes status documents for faults reported dirty, coalescing bursts.
 pub struct StatusPublisher {
+    /// Where the API finds the documents.
+    pub latest: LatestDocs,
+    /// The console's live stream (nobody listening is fine).
+    pub live: broadcast::Sender<LiveEvent>,
     pub book: SharedBook,
     pub store: crate::store::Store,
     pub client: AsyncClient,
@@ -188,7 +218,13 @@ impl StatusPublisher {
                     doc.customer_reports = reports.get(&doc.fault_id).map_or(0, |&n| n as u64);
                     doc.set_crew(&crews);
                     let topic = format!("{}/{}", self.topic, topic_level(&doc.fault_id));
-                    serde_json::to_vec(&doc).ok().map(|body| (topic, body))
+                    let body = serde_json::to_vec(&doc).ok()?;
+                    let _ = self.live.send(LiveEvent {
+                        kind: "fault",
+                        data: String::from_utf8_lossy(&body).into(),
+                    });
+                    self.latest.put(Arc::new(doc));
+                    Some((topic, body))
                 })
                 .collect()
         };

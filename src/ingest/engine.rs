@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::event::{parse_event, FaultEvent, Limits, Rejection};
-use super::mqtt::{Backoff, Inbound};
+use super::mqtt::{Backoff, Inbound, Verdict};
 use crate::clock::Clock;
 use crate::domain::FaultId;
 use crate::outage::{Applied, OutageBook, OutageChange};
@@ -75,6 +75,8 @@ struct Pending {
     changes: Vec<OutageChange>,
     dead_letters: Vec<(Vec<u8>, String, Rejection)>,
     outcome: BatchOutcome,
+    /// One per message of the batch, in order.
+    verdicts: Vec<Verdict>,
 }
 
 impl Engine {
@@ -139,8 +141,15 @@ impl Engine {
     async fn process_until_committed(&mut self, batch: Vec<Inbound>, stop: &CancellationToken) {
         let mut backoff = Backoff::new(200, 10_000);
         loop {
-            match self.process_batch(&batch).await {
-                Ok(_) => return,
+            match self.process(&batch).await {
+                Ok((_, verdicts)) => {
+                    for (msg, verdict) in batch.into_iter().zip(verdicts) {
+                        if let Some(reply) = msg.reply {
+                            let _ = reply.send(verdict);
+                        }
+                    }
+                    return;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, events = batch.len(), "batch not committed; retrying");
                     tokio::select! {
@@ -177,6 +186,13 @@ impl Engine {
 
     /// One step: parse, dedupe, apply, commit, then acknowledge and announce.
     pub async fn process_batch(&mut self, batch: &[Inbound]) -> Result<BatchOutcome, StoreError> {
+        Ok(self.process(batch).await?.0)
+    }
+
+    async fn process(
+        &mut self,
+        batch: &[Inbound],
+    ) -> Result<(BatchOutcome, Vec<Verdict>), StoreError> {
         self.ensure_clean_book().await?;
         let now = self.clock.now();
         let parsed: Vec<Result<FaultEvent, Rejection>> = batch
@@ -208,6 +224,7 @@ impl Engine {
             }
         }
         let outcome = pending.outcome;
+        let verdicts = std::mem::take(&mut pending.verdicts);
         let started = std::time::Instant::now();
         self.commit(pending, batch).await?;
         tracing::debug!(
@@ -215,7 +232,7 @@ impl Engine {
             commit_ms = started.elapsed().as_millis() as u64,
             "batch committed"
         );
-        Ok(outcome)
+        Ok((outcome, verdicts))
     }
 
     fn apply(
@@ -356,6 +373,10 @@ fn log_failure(what: &str, result: Result<(), StoreError>) {
 impl Pending {
     fn reject(&mut self, msg: &Inbound, rejection: Rejection, now: DateTime<Utc>) {
         self.count(EventStatus::Rejected);
+        self.verdicts.push(Verdict {
+            status: EventStatus::Rejected,
+            reason: Some(format!("{}: {}", rejection.code, rejection.reason)),
+        });
         self.write.events.push(EventRecord {
             event_id: rejection.event_id.clone(),
             fault_id: rejection.fault_id.clone(),
@@ -380,6 +401,10 @@ impl Pending {
         now: DateTime<Utc>,
     ) {
         self.count(status);
+        self.verdicts.push(Verdict {
+            status,
+            reason: reason.clone(),
+        });
         self.write.events.push(EventRecord {
             event_id: Some(event.event_id.as_str().to_owned()),
             fault_id: Some(event.fault_id.as_str().to_owned()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, Transport};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,15 @@ pub struct Inbound {
     /// The broker's message, kept to acknowledge it after the commit; `None` for events that
     /// did not come over MQTT.
     pub receipt: Option<Publish>,
+    /// Told what became of the event once it is committed (events posted over HTTP).
+    pub reply: Option<oneshot::Sender<Verdict>>,
+}
+
+/// What became of one event: its status in the event log and, unless applied, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: crate::store::EventStatus,
+    pub reason: Option<String>,
 }
 
 /// Broker options from configuration: QoS 1 subscribers need a persistent session (clean
@@ -139,6 +148,7 @@ async fn drive(
                     topic: p.topic.clone(),
                     payload: p.payload.to_vec(),
                     receipt: Some(p),
+                    reply: None,
                 };
                 // After the engine has stopped, a message is simply not taken: unacknowledged,
                 // the broker keeps it for the next start. The loop itself keeps running so the

@@ -156,6 +156,27 @@ impl CustomerIndex {
             .collect()
     }
 
+    /// Customers within `radius_m` of `at` (an equirectangular distance: exact enough at the
+    /// few hundred metres this is used for).
+    pub fn near(&self, at: Coord, radius_m: f64) -> Vec<CustomerIdx> {
+        const M_PER_DEG: f64 = 111_320.0;
+        let cos = at.lat.to_radians().cos().max(0.01);
+        let (dlat, dlon) = (radius_m / M_PER_DEG, radius_m / (M_PER_DEG * cos));
+        let envelope = AABB::from_corners(
+            [at.lon - dlon, at.lat - dlat],
+            [at.lon + dlon, at.lat + dlat],
+        );
+        self.tree
+            .locate_in_envelope(&envelope)
+            .filter(|e| {
+                let dx = (e.geom()[0] - at.lon) * M_PER_DEG * cos;
+                let dy = (e.geom()[1] - at.lat) * M_PER_DEG;
+                dx.hypot(dy) <= radius_m
+            })
+            .map(|e| e.data)
+            .collect()
+    }
+
     /// Is this one customer covered? Used when a customer is imported during an outage.
     pub fn covers(
         &self,

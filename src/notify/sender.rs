@@ -100,7 +100,10 @@ impl DeliveryWorker {
                     marking = None;
                     for job in marked? {
                         in_flight.push(async move {
+                            let started = std::time::Instant::now();
                             let result = self.transports.send_one(&job.message).await;
+                            crate::telemetry::metrics::SEND_LATENCY
+                                .observe(started.elapsed().as_secs_f64());
                             (job, result)
                         });
                     }

@@ -4,7 +4,7 @@
 
 use clap::Subcommand;
 
-use super::callcenter::{agents, cover, CallCenterSettings, Load};
+use super::callcenter::{agents, cover, CallCenterSettings, LanguageCover, Load};
 use super::plan::SlotKey;
 use crate::domain::{Coord, FaultId, Skill, StaffId, StaffStatus};
 use crate::store::Store;
@@ -188,7 +188,12 @@ fn parse_at(text: &str) -> anyhow::Result<Coord> {
     Ok(Coord::new(lon.trim().parse()?, lat.trim().parse()?)?)
 }
 
-async fn calls(store: &Store, s: &CallCenterSettings, now: i64) -> anyhow::Result<()> {
+/// The call-centre forecast and cover per language of the customers out now.
+pub async fn forecast(
+    store: &Store,
+    s: &CallCenterSettings,
+    now: i64,
+) -> Result<Vec<LanguageCover>, crate::store::StoreError> {
     let loads: Vec<Load> = store
         .customers_out_by_language()
         .await?
@@ -205,7 +210,11 @@ async fn calls(store: &Store, s: &CallCenterSettings, now: i64) -> anyhow::Resul
         .into_iter()
         .map(|s| s.record)
         .collect();
-    let covers = cover(&loads, &agents(&people), s);
+    Ok(cover(&loads, &agents(&people), s))
+}
+
+async fn calls(store: &Store, s: &CallCenterSettings, now: i64) -> anyhow::Result<()> {
+    let covers = forecast(store, s, now).await?;
     if covers.is_empty() {
         println!("no customers out: no extra calls expected");
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::collections::{HashMap, HashSet};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{self, Person, Pin, Plan, Slot, SlotKey, Terms};
@@ -98,7 +98,9 @@ pub async fn replan(
         })
         .filter(|p| slots.iter().any(|s| s.key == p.slot))
         .collect();
+    let started = std::time::Instant::now();
     let plan = plan::plan(&slots, &people, &pins, &s.weights());
+    crate::telemetry::metrics::SOLVE_TIME.observe(started.elapsed().as_secs_f64());
     let previous: Previous<'_> = stored.iter().map(|a| (&a.slot, a)).collect();
     let mut rows = rows(&plan, &slots, &previous);
     let surge = surge::rows(store, s, &staff, &rows, &previous, &declines, now).await?;
@@ -292,15 +294,27 @@ fn changed_faults(before: &[AssignmentRow], after: &[AssignmentRow]) -> Vec<Faul
 
 /// Re-plans at start, after outage changes (a burst of changes is one re-plan) and every
 /// `staffing.replan_secs`, until `stop`.
+/// How the staffing loop hears of changes outside the outage stream, and announces its own.
+pub struct Signals {
+    /// Faults whose crew changed: their status documents are republished.
+    pub dirty: Option<mpsc::UnboundedSender<FaultId>>,
+    /// Re-plan now (a coordinator's override through the API) rather than at the next tick.
+    pub replan: Arc<Notify>,
+}
+
 pub async fn run(
     store: Store,
     book: SharedBook,
     settings: StaffingSettings,
     mut changes: broadcast::Receiver<Arc<OutageChange>>,
-    dirty: Option<mpsc::UnboundedSender<FaultId>>,
+    signals: Signals,
     clock: crate::clock::Clock,
     stop: CancellationToken,
 ) {
+    let Signals {
+        dirty,
+        replan: kick,
+    } = signals;
     loop {
         let now = crate::store::millis(clock.now());
         match replan(&store, &book, &settings, now).await {
@@ -318,6 +332,7 @@ pub async fn run(
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_secs(settings.replan_secs.max(1))) => {}
+            _ = kick.notified() => {}
             changed = changes.recv() => {
                 if matches!(changed, Err(broadcast::error::RecvError::Closed)) {
                     break;

@@ -2,6 +2,7 @@
 //! text is shared (`$N` placeholders work in both) and [`on_pool!`] runs the same code against
 //! whichever pool is configured, with the backend's own types.
 
+mod api;
 mod bulk;
 mod delivery;
 mod directory;
@@ -20,6 +21,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use api::{ApiAuditRow, ApiKeyRow, CustomerView, NoticeQuery, NoticeRow, Resend};
 pub use delivery::{BadContact, ClaimedNotice, ContactRow, NoticeOutcome, NoticeView};
 pub use events::{EventRecord, EventStatus, StoredEvent};
 pub use faults::{BatchWrite, FaultRow, MemberOp};

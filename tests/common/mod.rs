@@ -2,6 +2,7 @@
 //! MQTT topic prefix and client id, on the real Mosquitto and PostgreSQL of the machine.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod smtp;
 
 use std::time::Duration;

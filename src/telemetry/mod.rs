@@ -23,3 +23,5 @@ pub fn init(filter: &str, format: &str) {
         builder.try_init()
     };
 }
+
+pub mod metrics;
