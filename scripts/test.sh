@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's box.
 #
-# Tests talk to a real Mosquitto on 127.0.0.1:1883 and a real PostgreSQL on 127.0.0.1:5432.
-# This script installs them with apt-get when they are missing, starts them when they are
-# stopped, makes a `faultline` test role, then runs formatting, lint and every test.
+# Tests talk to a real Mosquitto on 127.0.0.1:1883 and a real PostgreSQL on 127.0.0.1:5432,
+# and drive the web console in Debian's headless Chromium with playwright-core (npm, locked in
+# tests/e2e/package-lock.json). This script installs them with apt-get and npm when they are
+# missing, starts the services when they are stopped, makes a `faultline` test role, then runs formatting, lint and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,10 @@ wait_for() { for _ in $(seq 1 50); do listening "$1" && return 0; sleep 0.2; don
 missing=()
 command -v mosquitto >/dev/null || missing+=(mosquitto)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+# The console's browser test: Debian's Chromium driven by playwright-core from npm.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   as_root apt-get update -q
@@ -49,6 +54,9 @@ export FAULTLINE_TEST_MQTT_URL="${FAULTLINE_TEST_MQTT_URL:-mqtt://127.0.0.1:1883
 for db in $(as_postgres "psql -tAc \"SELECT datname FROM pg_database WHERE datname ~ '^t[0-9a-f]{16}\\\$'\""); do
   as_postgres "psql -q -c 'DROP DATABASE IF EXISTS \"$db\"'" || true
 done
+
+echo "==> npm ci (playwright-core for the console test; the browser is Debian's)"
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

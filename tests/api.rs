@@ -186,6 +186,9 @@ async fn every_endpoint_checks_the_callers_role() {
     let expected = cases.iter().filter(|c| c.0 != "GET").count() * 3 + 3;
     assert_eq!(writes.len(), expected, "{audit}");
     assert!(writes.iter().all(|w| w["method"] != "GET"));
+    assert!(writes.iter().any(|w| w["path"] == "/api/v1/assignments/pin"
+        && w["role"] == "coordinator"
+        && w["status"] == 200));
     app.shutdown().await;
 }
 

@@ -162,7 +162,11 @@ pub async fn authenticate(State(state): State<ApiState>, request: Request, next:
     };
     parts.extensions.insert(who.clone());
     let method = parts.method.clone();
-    let path = parts.uri.path().to_owned();
+    // Inside `nest` the URI is stripped of the prefix; the audit wants the path as called.
+    let path = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| parts.uri.path().to_owned(), |u| u.path().to_owned());
     let response = next.run(Request::from_parts(parts, body)).await;
     if method != Method::GET && method != Method::HEAD {
         let row = ApiAuditRow {
