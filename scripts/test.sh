@@ -4,7 +4,8 @@
 # Tests talk to a real Mosquitto on 127.0.0.1:1883 and a real PostgreSQL on 127.0.0.1:5432,
 # and drive the web console in Debian's headless Chromium with playwright-core (npm, locked in
 # tests/e2e/package-lock.json). This script installs them with apt-get and npm when they are
-# missing, starts the services when they are stopped, makes a `faultline` test role, then runs formatting, lint and every test.
+# missing, starts the services when they are stopped, makes a `faultline` test role, then
+# runs formatting, lint and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

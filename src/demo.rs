@@ -164,10 +164,21 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     summary(&store, &running.book).await?;
     let worker = deliver(&settings, &dir, &running).await?;
     if args.serve {
+        let key = crate::api::auth::create_key(
+            &store,
+            "demo viewer",
+            crate::api::auth::Role::Viewer,
+            Utc::now().timestamp_millis(),
+        )
+        .await?;
         println!(
             "\nserving on {} until Ctrl-C; new notices go to {} …",
             settings.mqtt.url,
             dir.join("notices.jsonl").display()
+        );
+        println!(
+            "console: http://{}/#key={}\nviewer API key: {}",
+            running.api_addr, key.key, key.key
         );
         let stop = tokio_util::sync::CancellationToken::new();
         let delivery = worker.map(|w| tokio::spawn(w.run(stop.clone())));

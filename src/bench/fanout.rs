@@ -167,7 +167,7 @@ async fn settings(
 }
 
 /// Seeded customers on one feeder: 50 % push, 40 % SMS, 10 % e-mail; four languages.
-fn customers(n: usize, seed: u64) -> Vec<CustomerRecord> {
+pub(super) fn customers(n: usize, seed: u64) -> Vec<CustomerRecord> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let languages: Vec<Language> = ["en", "de", "ru", "zh"]
         .iter()

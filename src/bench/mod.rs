@@ -16,6 +16,7 @@ use crate::domain::{Coord, CustomerId};
 use crate::ingest::publish::event_topic;
 use crate::mapping::{AreaShape, CustomerIndex, MappedCustomer, PreparedArea};
 
+mod api;
 mod fanout;
 mod sinks;
 pub mod staffing;
@@ -62,6 +63,26 @@ pub enum BenchWhat {
         #[arg(long, default_value_t = 2000)]
         batch: usize,
     },
+    /// The HTTP API in a storm: fault list and self-service lookups under wrk, the console's
+    /// first render in headless Chromium.
+    Api {
+        #[arg(long, default_value_t = 1_000_000)]
+        customers: usize,
+        #[arg(long, default_value_t = 500)]
+        faults: usize,
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        mqtt_url: String,
+        /// Database URL; a temporary SQLite file when omitted.
+        #[arg(long)]
+        database_url: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        connections: u32,
+        /// Also measure the console's first render (Chromium, tests/e2e's npm install).
+        #[arg(long)]
+        console: bool,
+    },
     /// Crew assignment: the sparse exact solver against dense Hungarian and greedy.
     Staffing {
         #[arg(long, default_value_t = 5000)]
@@ -102,6 +123,26 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
                 database_url,
                 concurrency,
                 batch,
+            })
+            .await
+        }
+        BenchWhat::Api {
+            customers,
+            faults,
+            mqtt_url,
+            database_url,
+            seconds,
+            connections,
+            console,
+        } => {
+            api::api(api::ApiArgs {
+                customers,
+                faults,
+                mqtt_url,
+                database_url,
+                seconds,
+                connections,
+                console,
             })
             .await
         }
