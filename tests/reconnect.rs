@@ -64,3 +64,37 @@ async fn connection_loss_mid_stream_loses_no_event(backend: Backend) {
 }
 
 both_backends!(connection_loss_mid_stream_loses_no_event);
+
+/// `/readyz` follows the broker link: ready while subscribed, 503 naming the broker when the
+/// link is down.
+#[tokio::test]
+async fn readiness_reports_a_lost_broker() {
+    let prefix = unique_prefix();
+    let (url, _dir) = fresh_database(Backend::Sqlite, &prefix).await;
+    let proxy = Proxy::start().await;
+    let mut settings = test_settings(&prefix, &url);
+    settings.mqtt.url = proxy.url.clone();
+    let app = App::build(settings, Clock::System).await.unwrap();
+    let mut running = app.start().unwrap();
+    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+    let ready = format!("http://{}/readyz", running.api_addr);
+    let probe = || async {
+        let resp = reqwest::get(&ready).await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(probe().await.0, 200);
+    drop(proxy); // the broker is gone and stays gone
+    let mut answer = probe().await;
+    for _ in 0..100 {
+        if answer.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = probe().await;
+    }
+    assert_eq!(answer.0, 503, "{answer:?}");
+    assert_eq!(answer.1["broker"], "unreachable");
+    assert_eq!(answer.1["database"], "ok");
+    running.shutdown().await;
+}

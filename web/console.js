@@ -86,13 +86,13 @@ function drawTiles(layer) {
 }
 
 async function drawMap() {
-  const [density, areas] = await Promise.all([api("/api/v1/map/density?cells=96"), api("/api/v1/map/faults")]);
+  const [density, areas, people] = await Promise.all([api("/api/v1/map/density?cells=96"), api("/api/v1/map/faults"), api("/api/v1/staff")]);
   const svg = $("#map");
   svg.replaceChildren();
   if (!density.bbox) return;
   fit(density.bbox);
-  const tiles = el("svg:g"), cells = el("svg:g"), faults = el("svg:g", { id: "fault-layer" });
-  svg.append(tiles, cells, faults);
+  const tiles = el("svg:g"), cells = el("svg:g"), faults = el("svg:g", { id: "fault-layer" }), crews = el("svg:g", { id: "staff-layer" });
+  svg.append(tiles, cells, faults, crews);
   drawTiles(tiles);
   const [bx0, by0, bx1, by1] = density.bbox;
   const dx = (bx1 - bx0) / density.cols, dy = (by1 - by0) / density.rows;
@@ -115,6 +115,14 @@ async function drawMap() {
     path.appendChild(el("svg:title", {}, `${p.fault_id}: ${p.affected} out`));
     path.addEventListener("click", () => showFault(p.fault_id));
     faults.appendChild(path);
+  }
+  // Who is where: staff on assignment stand out; the rest are small grey dots.
+  for (const p of people.staff) {
+    if (p.status === "off_duty") continue;
+    const [x, y] = project(p.lon, p.lat);
+    const dot = el("svg:circle", { cx: x, cy: y, r: p.assignment ? 4 : 2, class: p.assignment ? "staff busy" : "staff", "data-staff-id": p.staff_id });
+    dot.appendChild(el("svg:title", {}, `${p.staff_id} ${p.name}: ${p.assignment ? `${p.assignment.skill} at ${p.assignment.fault_id} (${p.assignment.state})` : p.status}`));
+    crews.appendChild(dot);
   }
 }
 
@@ -183,6 +191,11 @@ async function drawBoard() {
         const move = el("button", { class: "move" }, "Move");
         move.addEventListener("click", () => act("/api/v1/assignments/move", { staff_id: a.staff_id, fault_id: to.value, why: "moved on the console board" }));
         if (to.options.length) slot.append(to, move);
+        if (!a.pinned) {
+          const pin = el("button", { class: "pin-here" }, "Pin");
+          pin.addEventListener("click", () => act("/api/v1/assignments/pin", { fault_id: a.fault_id, skill: a.skill, index: a.index, staff_id: a.staff_id, why: "pinned on the console board" }));
+          slot.appendChild(pin);
+        }
         if (a.pinned) {
           const release = el("button", { class: "release" }, "Release");
           release.addEventListener("click", () => act(`/api/v1/staff/${encodeURIComponent(a.staff_id)}/release`, { why: "released on the console board" }));

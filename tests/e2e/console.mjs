@@ -22,6 +22,7 @@ try {
   const inTable = (id) => page.waitForSelector(`#faults tbody tr[data-fault-id="${id}"]`, { timeout: 20000 });
   await Promise.all([onMap(FIRST_FAULT), inTable(FIRST_FAULT)]);
   if (page.url().includes("key=")) throw new Error("the key stayed in the address bar");
+  await page.waitForSelector("#map circle.staff.busy", { timeout: 20000 });
   console.log("READY");
 
   const next = (await lines.next()).value.trim();
