@@ -724,6 +724,13 @@ async fn health_readiness_and_metrics() {
 #[tokio::test]
 async fn the_live_stream_carries_fault_documents() {
     let (app, api) = storm(Backend::Sqlite).await;
+    let refused = api
+        .http
+        .get(format!("{}/api/v1/stream", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
     let mut resp = api
         .http
         .get(format!("{}/api/v1/stream", api.base))
