@@ -500,7 +500,14 @@ mod tests {
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("mqtt.status_topic"), "{err}");
         type Breaker = fn(&mut Settings);
-        let cases: [(&str, Breaker); 6] = [
+        let cases: [(&str, Breaker); 9] = [
+            ("api.public_rate_per_sec", |s| {
+                s.api.public_rate_per_sec = 0.0
+            }),
+            ("api.max_body_bytes", |s| s.api.max_body_bytes = 1024),
+            ("api.tile_url", |s| {
+                s.api.tile_url = "tiles/{z}/{x}/{y}.png".into()
+            }),
             ("staffing.rules", |s| {
                 s.staffing.rules[0].slots = vec!["lineworker:9".into()]
             }),
