@@ -11,20 +11,10 @@ use serde_json::{json, Value};
 const F1001: &[u8] = include_bytes!("../samples/events/detected-polygon.json");
 const F1002: &[u8] = include_bytes!("../samples/events/detected-radius.json");
 
-async fn import_staff(app: &TestApp) {
-    let staff = faultline::directory::parse_staff(include_str!("../samples/staff.csv"))
-        .unwrap()
-        .rows;
-    app.store
-        .upsert_staff(&staff, chrono::Utc::now())
-        .await
-        .unwrap();
-}
-
 /// A daemon with the sample customers and staff, F-1001 and F-1002 detected and planned.
 async fn storm(backend: Backend) -> (TestApp, ApiClient) {
     let app = spawn_app(backend).await;
-    import_staff(&app).await;
+    app.import_staff().await;
     app.publish(&[F1001, F1002]).await;
     app.wait_events(2).await;
     let store = app.store.clone();

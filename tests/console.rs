@@ -14,13 +14,7 @@ use faultline::api::auth::{create_key, Role};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_a_storm_live_and_moves_a_crew_member() {
     let app = spawn_app(Backend::Sqlite).await;
-    let staff = faultline::directory::parse_staff(include_str!("../samples/staff.csv"))
-        .unwrap()
-        .rows;
-    app.store
-        .upsert_staff(&staff, chrono::Utc::now())
-        .await
-        .unwrap();
+    app.import_staff().await;
     app.publish(&[include_bytes!("../samples/events/detected-polygon.json")])
         .await;
     app.wait_events(1).await;

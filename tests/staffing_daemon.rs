@@ -10,17 +10,6 @@ use common::*;
 use faultline::domain::{FaultId, Skill, StaffId, StaffStatus};
 use faultline::staffing::plan::SlotKey;
 
-async fn import_staff(app: &TestApp) -> Vec<faultline::directory::StaffRecord> {
-    let staff = faultline::directory::parse_staff(include_str!("../samples/staff.csv"))
-        .unwrap()
-        .rows;
-    app.store
-        .upsert_staff(&staff, chrono::Utc::now())
-        .await
-        .unwrap();
-    staff
-}
-
 async fn planned_for(app: &TestApp, fault: &str) -> Vec<faultline::store::AssignmentRow> {
     app.store
         .assignments()
@@ -33,7 +22,7 @@ async fn planned_for(app: &TestApp, fault: &str) -> Vec<faultline::store::Assign
 
 async fn crews_follow_faults_and_pins_stick(backend: Backend) {
     let app = spawn_app(backend).await;
-    let staff = import_staff(&app).await;
+    let staff = app.import_staff().await;
     // A critical fault: the shipped rules ask for 2 lineworkers (one ≥ 2), a safety officer ≥ 2
     // and a damage assessor.
     app.publish(&[include_bytes!("../samples/events/detected-radius.json")])
@@ -152,7 +141,7 @@ async fn crews_follow_faults_and_pins_stick(backend: Backend) {
 
 async fn status_and_position_changes_are_audited(backend: Backend) {
     let app = spawn_app(backend).await;
-    import_staff(&app).await;
+    app.import_staff().await;
     let id = StaffId::parse("S70001").unwrap();
     let at = faultline::domain::Coord::new(11.5, 53.6).unwrap();
     assert!(app
@@ -200,7 +189,7 @@ fn staffing_cli(app: &TestApp, args: &[&str]) -> (bool, String) {
 
 async fn the_staffing_command_shows_pins_and_releases(backend: Backend) {
     let app = spawn_app(backend).await;
-    import_staff(&app).await;
+    app.import_staff().await;
     app.publish(&[include_bytes!("../samples/events/detected-radius.json")])
         .await;
     let store = app.store.clone();
@@ -304,7 +293,7 @@ async fn unanswered_dispatches_time_out_and_coordinators_answer_for_staff(backen
         s.staffing.replan_secs = 1;
     })
     .await;
-    import_staff(&app).await;
+    app.import_staff().await;
     app.publish(&[include_bytes!("../samples/events/detected-radius.json")])
         .await;
     let store = app.store.clone();
@@ -373,7 +362,7 @@ async fn on_call_agents_are_called_out_when_calls_surge(backend: Backend) {
         s.staffing.replan_secs = 1;
     })
     .await;
-    let staff = import_staff(&app).await;
+    let staff = app.import_staff().await;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let event = format!(
         r#"{{"v":1,"event_id":"surge-1","fault_id":"S-9","kind":"detected","occurred_at":"{now}","cause":"storm","area":{{"type":"Point","coordinates":[11.83,53.44]}},"radius_m":3000}}"#

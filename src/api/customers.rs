@@ -9,23 +9,35 @@ use serde_json::{json, Value};
 use super::auth::{Operator, Viewer};
 use super::error::{JsonBody, QueryArgs};
 use super::{ApiError, ApiState};
-use crate::domain::{mask_middle, Channel, Language, QuietHours};
+use crate::domain::{Channel, Email, Language, Phone, QuietHours};
 use crate::store::CustomerView;
+
+/// A phone number as the caller may see it: whole, or masked as in the logs.
+pub(super) fn phone_shown(p: Option<&Phone>, full: bool) -> Option<String> {
+    p.map(|p| {
+        if full {
+            p.as_str().to_owned()
+        } else {
+            p.masked()
+        }
+    })
+}
+
+/// An e-mail address as the caller may see it: whole, or masked as in the logs.
+pub(super) fn email_shown(e: Option<&Email>, full: bool) -> Option<String> {
+    e.map(|e| {
+        if full {
+            e.as_str().to_owned()
+        } else {
+            e.masked()
+        }
+    })
+}
 
 /// A customer as JSON, contacts masked unless `full`.
 pub(super) fn masked(c: CustomerView, full: bool) -> Value {
-    let phone = c
-        .phone
-        .map(|p| if full { p } else { mask_middle(&p, 6, 3) });
-    let email = c.email.map(|e| {
-        if full {
-            return e;
-        }
-        match e.split_once('@') {
-            Some((local, domain)) => format!("{}@{domain}", mask_middle(local, 1, 1)),
-            None => "***".into(),
-        }
-    });
+    let phone = phone_shown(c.phone.as_ref(), full);
+    let email = email_shown(c.email.as_ref(), full);
     json!({
         "customer_id": c.customer_id, "name": c.name, "lon": c.lon, "lat": c.lat,
         "phone": phone, "email": email, "language": c.language,

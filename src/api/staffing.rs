@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{Coordinator, Viewer};
+use super::customers::{email_shown, phone_shown};
 use super::error::JsonBody;
 use super::faults::fault_id;
 use super::{ApiError, ApiState};
@@ -29,26 +30,11 @@ pub(super) fn assignment_json(a: &AssignmentRow) -> Value {
     })
 }
 
-fn staff_json(s: &StaffState, plan: &[AssignmentRow], contacts: bool) -> Value {
+fn staff_json(s: &StaffState, assignment: Option<&AssignmentRow>, contacts: bool) -> Value {
     let r = &s.record;
-    let phone = r.phone.as_ref().map(|p| {
-        if contacts {
-            p.as_str().to_owned()
-        } else {
-            p.masked()
-        }
-    });
-    let email = r.email.as_ref().map(|e| {
-        if contacts {
-            e.as_str().to_owned()
-        } else {
-            e.masked()
-        }
-    });
-    let assignment = plan
-        .iter()
-        .find(|a| a.staff_id.as_ref() == Some(&r.id))
-        .map(assignment_json);
+    let phone = phone_shown(r.phone.as_ref(), contacts);
+    let email = email_shown(r.email.as_ref(), contacts);
+    let assignment = assignment.map(assignment_json);
     let skills: Vec<Value> = r
         .skills
         .iter()
@@ -71,13 +57,18 @@ pub async fn staff(
     Viewer(caller): Viewer,
 ) -> Result<Json<Value>, ApiError> {
     let plan = state.store.assignments().await?;
+    // Looked up per person: a scan of the plan for each of thousands of staff adds up.
+    let by_staff: std::collections::HashMap<&StaffId, &AssignmentRow> = plan
+        .iter()
+        .filter_map(|a| Some((a.staff_id.as_ref()?, a)))
+        .collect();
     let contacts = caller.role != super::auth::Role::Viewer;
     let people: Vec<Value> = state
         .store
         .staff_states()
         .await?
         .iter()
-        .map(|s| staff_json(s, &plan, contacts))
+        .map(|s| staff_json(s, by_staff.get(&s.record.id).copied(), contacts))
         .collect();
     Ok(Json(json!({ "staff": people })))
 }
@@ -172,8 +163,16 @@ pub async fn pin(
             .map_err(|e| ApiError::Unprocessable(e.to_string()))?,
         index: body.index,
     };
-    let staff = staff_id(&body.staff_id)?;
-    pin_to(&state, &caller, slot, &staff, &body.why).await
+    let person = find_staff(&state, &staff_id(&body.staff_id)?).await?;
+    let level = state.store.slot_min_level(&slot).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "{} has no {} slot #{} in the plan",
+            slot.fault.as_str(),
+            slot.skill.as_str(),
+            slot.index
+        ))
+    })?;
+    pin_to(&state, &caller, &person, slot, level, &body.why).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,56 +202,41 @@ pub async fn move_person(
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let person = find_staff(&state, &staff).await?;
     let plan = state.store.assignments().await?;
-    let qualified = |a: &&AssignmentRow| {
-        a.slot.fault == fault
-            && skill.is_none_or(|s| s == a.slot.skill)
-            && person
-                .record
-                .skills
-                .iter()
-                .any(|(s, l)| *s == a.slot.skill && l.get() >= a.min_level)
-    };
-    let mut slots: Vec<&AssignmentRow> = plan.iter().filter(qualified).collect();
-    slots.sort_by_key(|a| (a.staff_id.is_some(), a.pinned, a.slot.clone()));
-    let slot = slots.first().map(|a| a.slot.clone()).ok_or_else(|| {
-        ApiError::Unprocessable(format!(
-            "{} has no slot {} is qualified for",
-            fault.as_str(),
-            staff.as_str()
-        ))
-    })?;
-    pin_to(&state, &caller, slot, &staff, &body.why).await
-}
-
-async fn pin_to(
-    state: &ApiState,
-    caller: &super::auth::Caller,
-    slot: SlotKey,
-    staff: &StaffId,
-    why: &str,
-) -> Result<Json<Value>, ApiError> {
-    let person = find_staff(state, staff).await?;
-    let level = state
-        .store
-        .assignments()
-        .await?
+    let chosen = plan
         .iter()
-        .find(|a| a.slot == slot)
-        .map(|a| a.min_level)
+        .filter(|a| a.slot.fault == fault && skill.is_none_or(|s| s == a.slot.skill))
+        .filter(|a| qualifies(&person, a.slot.skill, a.min_level))
+        .min_by_key(|a| (a.staff_id.is_some(), a.pinned, a.slot.clone()))
         .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "{} has no {} slot #{} in the plan",
-                slot.fault.as_str(),
-                slot.skill.as_str(),
-                slot.index
+            ApiError::Unprocessable(format!(
+                "{} has no slot {} is qualified for",
+                fault.as_str(),
+                staff.as_str()
             ))
         })?;
-    if !person
+    let (slot, level) = (chosen.slot.clone(), chosen.min_level);
+    pin_to(&state, &caller, &person, slot, level, &body.why).await
+}
+
+fn qualifies(person: &StaffState, skill: Skill, level: u8) -> bool {
+    person
         .record
         .skills
         .iter()
-        .any(|(s, l)| *s == slot.skill && l.get() >= level)
-    {
+        .any(|(s, l)| *s == skill && l.get() >= level)
+}
+
+/// Pins a person the caller has looked up onto a slot of the plan (of minimum `level`).
+async fn pin_to(
+    state: &ApiState,
+    caller: &super::auth::Caller,
+    person: &StaffState,
+    slot: SlotKey,
+    level: u8,
+    why: &str,
+) -> Result<Json<Value>, ApiError> {
+    let staff = &person.record.id;
+    if !qualifies(person, slot.skill, level) {
         return Err(ApiError::Unprocessable(format!(
             "{} lacks {} at level {level}",
             staff.as_str(),

@@ -10,34 +10,37 @@ use rand::{Rng, SeedableRng};
 
 use crate::app::App;
 use crate::clock::Clock;
-use crate::config::{Secret, Settings};
 
+#[derive(Debug, clap::Args)]
 pub struct ApiArgs {
+    #[arg(long, default_value_t = 1_000_000)]
     pub customers: usize,
+    #[arg(long, default_value_t = 500)]
     pub faults: usize,
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub mqtt_url: String,
+    /// Database URL; a temporary SQLite file when omitted.
+    #[arg(long)]
     pub database_url: Option<String>,
+    /// How long wrk loads each endpoint.
+    #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// wrk's connections (the fault list is also loaded with an eighth of them).
+    #[arg(long, default_value_t = 32)]
     pub connections: u32,
-    /// Also measure the console's first render (needs Chromium and tests/e2e's npm install).
+    /// Also measure the console's first render (Chromium, tests/e2e's npm install).
+    #[arg(long)]
     pub console: bool,
 }
 
 pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
-    let mut s = Settings::defaults();
-    let prefix = format!("apibench{}", rand::random::<u32>());
-    s.database.url = Secret::new(
-        args.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", temp.path().join("api.db").display())),
+    let mut s = super::run_settings(
+        "apibench",
+        &args.mqtt_url,
+        args.database_url.as_deref(),
+        &temp,
     );
-    s.mqtt.url = args.mqtt_url.clone();
-    s.mqtt.client_id = prefix.clone();
-    s.mqtt.topic = format!("{prefix}/faultline/v1/events/#");
-    s.mqtt.status_topic = format!("{prefix}/faultline/v1/status");
-    s.mqtt.deadletter_topic = format!("{prefix}/faultline/v1/deadletter");
-    s.api.bind = "127.0.0.1:0".into();
     // The load generator is one client address; the per-client limit would measure itself.
     s.api.public_rate_per_sec = 1e9;
     s.api.public_burst = 1e9;

@@ -133,19 +133,7 @@ async fn settings(
     temp: &tempfile::TempDir,
     tally: &Arc<Tally>,
 ) -> anyhow::Result<Settings> {
-    let mut s = Settings::defaults();
-    let prefix = format!("fanout{}", rand::random::<u32>());
-    s.database.url = Secret::new(
-        args.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", temp.path().join("fanout.db").display())),
-    );
-    s.mqtt.url = args.mqtt_url.clone();
-    s.mqtt.client_id = prefix.clone();
-    s.mqtt.topic = format!("{prefix}/faultline/v1/events/#");
-    s.mqtt.status_topic = format!("{prefix}/faultline/v1/status");
-    s.mqtt.deadletter_topic = format!("{prefix}/faultline/v1/deadletter");
-    s.api.bind = "127.0.0.1:0".into();
+    let mut s = super::run_settings("fanout", &args.mqtt_url, args.database_url.as_deref(), temp);
     s.notify.concurrency = args.concurrency;
     s.notify.batch_size = args.batch;
     let http = sinks::http(tally.clone()).await?;

@@ -65,24 +65,7 @@ pub enum BenchWhat {
     },
     /// The HTTP API in a storm: fault list and self-service lookups under wrk, the console's
     /// first render in headless Chromium.
-    Api {
-        #[arg(long, default_value_t = 1_000_000)]
-        customers: usize,
-        #[arg(long, default_value_t = 500)]
-        faults: usize,
-        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-        mqtt_url: String,
-        /// Database URL; a temporary SQLite file when omitted.
-        #[arg(long)]
-        database_url: Option<String>,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-        #[arg(long, default_value_t = 32)]
-        connections: u32,
-        /// Also measure the console's first render (Chromium, tests/e2e's npm install).
-        #[arg(long)]
-        console: bool,
-    },
+    Api(api::ApiArgs),
     /// Crew assignment: the sparse exact solver against dense Hungarian and greedy.
     Staffing {
         #[arg(long, default_value_t = 5000)]
@@ -126,26 +109,7 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
             })
             .await
         }
-        BenchWhat::Api {
-            customers,
-            faults,
-            mqtt_url,
-            database_url,
-            seconds,
-            connections,
-            console,
-        } => {
-            api::api(api::ApiArgs {
-                customers,
-                faults,
-                mqtt_url,
-                database_url,
-                seconds,
-                connections,
-                console,
-            })
-            .await
-        }
+        BenchWhat::Api(args) => api::api(args).await,
         BenchWhat::Staffing {
             staff,
             slots,
@@ -365,6 +329,34 @@ fn export_for_postgis(
     Ok(())
 }
 
+/// Settings for one bench run: its own topics and client id on `mqtt_url`, the given database
+/// or a SQLite file `name.db` in `temp`, the API on a free port.
+fn run_settings(
+    name: &str,
+    mqtt_url: &str,
+    database_url: Option<&str>,
+    temp: &tempfile::TempDir,
+) -> Settings {
+    let mut s = Settings::defaults();
+    let prefix = format!("{name}{}", rand::random::<u32>());
+    s.database.url = Secret::new(database_url.map_or_else(
+        || {
+            format!(
+                "sqlite://{}",
+                temp.path().join(format!("{name}.db")).display()
+            )
+        },
+        str::to_owned,
+    ));
+    s.mqtt.url = mqtt_url.to_owned();
+    s.mqtt.client_id = prefix.clone();
+    s.mqtt.topic = format!("{prefix}/faultline/v1/events/#");
+    s.mqtt.status_topic = format!("{prefix}/faultline/v1/status");
+    s.mqtt.deadletter_topic = format!("{prefix}/faultline/v1/deadletter");
+    s.api.bind = "127.0.0.1:0".into();
+    s
+}
+
 async fn ingest(
     events: usize,
     scope: &str,
@@ -372,17 +364,7 @@ async fn ingest(
     database_url: Option<String>,
 ) -> anyhow::Result<()> {
     let temp = tempfile::tempdir()?;
-    let mut settings = Settings::defaults();
-    let prefix = format!("bench{}", rand::random::<u32>());
-    settings.database.url = Secret::new(
-        database_url
-            .unwrap_or_else(|| format!("sqlite://{}", temp.path().join("bench.db").display())),
-    );
-    settings.mqtt.url = mqtt_url;
-    settings.mqtt.client_id = prefix.clone();
-    settings.mqtt.topic = format!("{prefix}/faultline/v1/events/#");
-    settings.mqtt.status_topic = format!("{prefix}/faultline/v1/status");
-    settings.mqtt.deadletter_topic = format!("{prefix}/faultline/v1/deadletter");
+    let settings = run_settings("bench", &mqtt_url, database_url.as_deref(), &temp);
     let app = App::build(settings.clone(), Clock::System).await?;
     let customers = crate::directory::parse_customers(include_str!("../../samples/customers.csv"))
         .map_err(anyhow::Error::msg)?;
@@ -430,7 +412,11 @@ async fn ingest(
         })
         .collect();
     // One publisher connection for the whole run, driven by its own task, like an OMS would.
-    let opts = crate::ingest::mqtt::options(&settings.mqtt, &format!("{prefix}-pub"), false)?;
+    let opts = crate::ingest::mqtt::options(
+        &settings.mqtt,
+        &format!("{}-pub", settings.mqtt.client_id),
+        false,
+    )?;
     let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 1024);
     let driver = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     let start = Instant::now();

@@ -103,15 +103,9 @@ pub async fn run(
                 skill: skill.parse::<Skill>()?,
                 index,
             };
-            let level = store
-                .assignments()
-                .await?
-                .iter()
-                .find(|a| a.slot == slot)
-                .map(|a| a.min_level)
-                .ok_or_else(|| {
-                    anyhow::anyhow!("{fault} has no {skill} slot #{index} in the plan")
-                })?;
+            let level = store.slot_min_level(&slot).await?.ok_or_else(|| {
+                anyhow::anyhow!("{fault} has no {skill} slot #{index} in the plan")
+            })?;
             store
                 .pin(&slot, level, &StaffId::parse(&staff)?, &by, &why, now)
                 .await?;

@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{on_pool, Store, StoreError};
+use crate::domain::{Email, Phone};
 
 /// An API key as listed (never its secret).
 #[derive(Debug, Clone, Serialize)]
@@ -28,15 +29,15 @@ pub struct ApiAuditRow {
     pub status: i64,
 }
 
-/// A customer as the API shows it (contacts raw here; the API masks them by role).
+/// A customer as the API shows it (contacts whole here; the API masks them by role).
 #[derive(Debug, Clone, Serialize)]
 pub struct CustomerView {
     pub customer_id: String,
     pub name: String,
     pub lon: f64,
     pub lat: f64,
-    pub phone: Option<String>,
-    pub email: Option<String>,
+    pub phone: Option<Phone>,
+    pub email: Option<Email>,
     pub language: String,
     pub channels: String,
     pub quiet_hours: Option<String>,
@@ -174,7 +175,10 @@ impl Store {
                 let rows = q.build().persistent(false).fetch_all(pool).await?;
                 rows.iter().map(|r| Ok(CustomerView {
                     customer_id: r.try_get(0)?, name: r.try_get(1)?, lon: r.try_get(2)?, lat: r.try_get(3)?,
-                    phone: r.try_get(4)?, email: r.try_get(5)?, language: r.try_get(6)?, channels: r.try_get(7)?,
+                    // Validated on import; a value that no longer parses is shown as absent.
+                    phone: r.try_get::<Option<String>, _>(4)?.and_then(|p| Phone::parse(&p).ok()),
+                    email: r.try_get::<Option<String>, _>(5)?.and_then(|e| Email::parse(&e).ok()),
+                    language: r.try_get(6)?, channels: r.try_get(7)?,
                     quiet_hours: r.try_get(8)?, timezone: r.try_get(9)?, critical: r.try_get(10)?,
                 })).collect::<Result<Vec<_>, sqlx::Error>>()?
             });

@@ -158,6 +158,17 @@ impl Store {
     }
 
     /// The stored plan, by fault and slot.
+    /// The minimum level of a slot of the stored plan; `None` when the plan has no such slot.
+    pub async fn slot_min_level(&self, slot: &SlotKey) -> Result<Option<u8>, StoreError> {
+        let sql = "SELECT min_level FROM assignments WHERE fault_id = $1 AND skill = $2 AND slot_index = $3";
+        let level = on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>(sql)
+            .bind(slot.fault.as_str()).bind(slot.skill.as_str()).bind(i64::from(slot.index))
+            .fetch_optional(pool).await?);
+        level
+            .map(|l| u8::try_from(l).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
     pub async fn assignments(&self) -> Result<Vec<AssignmentRow>, StoreError> {
         let sql = "SELECT fault_id, skill, slot_index, min_level, staff_id, pinned, state, travel_m, \
                    priority, on_call, disruption, total, dispatched_at, answered_at FROM assignments \

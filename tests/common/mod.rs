@@ -221,6 +221,18 @@ impl TestApp {
             .unwrap();
     }
 
+    /// Imports the sample staff into the daemon's database; returns them as parsed.
+    pub async fn import_staff(&self) -> Vec<faultline::directory::StaffRecord> {
+        let staff = faultline::directory::parse_staff(include_str!("../../samples/staff.csv"))
+            .unwrap()
+            .rows;
+        self.store
+            .upsert_staff(&staff, chrono::Utc::now())
+            .await
+            .unwrap();
+        staff
+    }
+
     /// Waits until at least `n` events are in the event log.
     pub async fn wait_events(&self, n: i64) {
         wait_events(&self.store, n).await
