@@ -240,12 +240,14 @@ impl StatusPublisher {
     }
 }
 
-/// Notice counts per fault, recounted at most every [`COUNT_REFRESH`]: during a fan-out the
-/// worker marks its fault dirty after every batch, and recounting a million notices each time
-/// would cost more than the sending. A fault published with cached counts is recounted (and
-/// republished) once its counts expire, so the document catches up.
+/// Notice counts per fault, recounted at most every [`COUNT_REFRESH`], or less often when a
+/// recount is dear: during a fan-out the worker marks its fault dirty after every batch, and a
+/// million notices take the database a third of a second (both cores) to count. A fault
+/// published with cached counts is recounted (and republished) once its counts expire, so the
+/// document catches up.
 #[derive(Default)]
 struct CountCache {
+    /// Counts per fault, and until when they stand.
     counted: HashMap<String, (std::time::Instant, Vec<StateCount>)>,
     stale: HashSet<String>,
 }
@@ -256,6 +258,10 @@ type StateCount = (String, String, i64);
 /// How long notice counts in a status document may lag behind the outbox.
 const COUNT_REFRESH: Duration = Duration::from_secs(5);
 
+/// Counts stand at least this many times as long as the recount took, which keeps recounting
+/// under 2 % of the database's time however large the fault.
+const COUNT_COST_FACTOR: u32 = 50;
+
 impl CountCache {
     /// (fault, state, count) rows for these faults, from the database where the cache is old.
     async fn counts(
@@ -263,10 +269,10 @@ impl CountCache {
         store: &crate::store::Store,
         ids: &[String],
     ) -> Vec<(String, String, i64)> {
-        let fresh = |at: &std::time::Instant| at.elapsed() < COUNT_REFRESH;
+        let now = std::time::Instant::now();
         let recount: Vec<String> = ids
             .iter()
-            .filter(|id| !self.counted.get(*id).is_some_and(|(at, _)| fresh(at)))
+            .filter(|id| self.counted.get(*id).is_none_or(|(until, _)| now >= *until))
             .cloned()
             .collect();
         if !recount.is_empty() {
@@ -275,10 +281,10 @@ impl CountCache {
                 tracing::warn!(error = %e, "cannot read notice counts for the status documents");
                 Vec::new()
             });
-            let at = std::time::Instant::now();
+            let until = now + COUNT_REFRESH.max(now.elapsed() * COUNT_COST_FACTOR);
             for id in &recount {
                 let mine = rows.iter().filter(|(f, _, _)| f == id).cloned().collect();
-                self.counted.insert(id.clone(), (at, mine));
+                self.counted.insert(id.clone(), (until, mine));
                 self.stale.remove(id);
             }
         }
@@ -294,17 +300,14 @@ impl CountCache {
     /// Faults published with cached counts whose counts may be recounted now. Also forgets
     /// counts nobody asked for in a minute, so closed faults do not pile up.
     fn expired(&mut self) -> Vec<FaultId> {
-        let stale = &self.stale;
+        let (stale, now) = (&self.stale, std::time::Instant::now());
+        let forget = Duration::from_secs(60);
         self.counted
-            .retain(|id, (at, _)| stale.contains(id) || at.elapsed() < Duration::from_secs(60));
+            .retain(|id, (until, _)| stale.contains(id) || now < *until + forget);
         let ready: Vec<String> = self
             .stale
             .iter()
-            .filter(|id| {
-                self.counted
-                    .get(*id)
-                    .is_none_or(|(at, _)| at.elapsed() >= COUNT_REFRESH)
-            })
+            .filter(|id| self.counted.get(*id).is_none_or(|(until, _)| now >= *until))
             .cloned()
             .collect();
         ready

@@ -1,6 +1,7 @@
 //! The notice outbox as ingest fills it: one outage and one restoration notice per customer
 //! episode however many faults overlap, none for a momentary outage, restoration notices for
-//! the customers a shrinking fault lets go, episodes kept across a restart.
+//! the customers a shrinking fault lets go, episodes kept across a restart; large notice sets
+//! that meet existing rows.
 
 mod common;
 
@@ -173,7 +174,44 @@ async fn a_shrinking_fault_restores_the_customers_it_lets_go(backend: Backend) {
     app.shutdown().await;
 }
 
+/// A large set goes in the fast way (PostgreSQL: `COPY`); when some of its rows exist already
+/// (a redelivered batch, a scheduled job run twice), only the new ones are created, with the
+/// values given.
+async fn a_large_notice_set_creates_only_the_notices_not_there_yet(backend: Backend) {
+    let (url, _dir) = fresh_database(backend, &format!("bulk_{}", unique_prefix())).await;
+    let store = faultline::store::Store::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let intent = |i: usize| faultline::store::NoticeIntent {
+        customer_id: format!("C{i:05}"),
+        episode_started_at: 1_700_000_000_000,
+        kind: "outage",
+        variant: String::new(),
+        fault_id: "F-BULK".into(),
+        priority: (i % 3) as i64,
+        due_at: 1_700_000_000_000 + i as i64,
+    };
+    let first: Vec<_> = (0..1500).map(intent).collect();
+    assert_eq!(store.create_notices(&first, 1).await.unwrap(), 1500);
+    let all: Vec<_> = (0..3000).rev().map(intent).collect();
+    assert_eq!(
+        store.create_notices(&all, 2).await.unwrap(),
+        1500,
+        "the 1,500 that existed are skipped"
+    );
+    let queued = store
+        .count_notices(Some("F-BULK"), "outage", "queued")
+        .await;
+    assert_eq!(queued.unwrap(), 3000);
+    let per_customer = store.notices_per_customer("outage").await.unwrap();
+    assert!(per_customer.iter().all(|(_, n)| *n == 1), "one notice each");
+    // The first claims are the most urgent: priority 0, earliest due first.
+    let claimed = store.claim_due_notices(i64::MAX / 2, 3).await.unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|c| c.customer_id.as_str()).collect();
+    assert_eq!(ids, ["C00000", "C00003", "C00006"]);
+}
+
 both_backends!(
+    a_large_notice_set_creates_only_the_notices_not_there_yet,
     a_shrinking_fault_restores_the_customers_it_lets_go,
     overlapping_faults_make_one_outage_and_one_restoration_notice,
     a_momentary_outage_sends_nothing,

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::auth::Viewer;
 use super::{ApiError, ApiState};
-use crate::telemetry::metrics::{describe, sample, SEND_LATENCY, SOLVE_TIME};
+use crate::telemetry::metrics::{describe, sample, OUTBOX_WRITE, SEND_LATENCY, SOLVE_TIME};
 
 /// `GET /metrics`. Event and notice counts come from the database, so every daemon of a
 /// cluster reports the same totals and a restart does not reset them; the histograms are
@@ -87,6 +87,11 @@ pub async fn metrics(
     SOLVE_TIME.render(
         "faultline_assignment_solve_seconds",
         "Time to solve the crew assignment.",
+        &mut out,
+    );
+    OUTBOX_WRITE.render(
+        "faultline_outbox_write_seconds",
+        "Time an ingest batch takes to write its notice rows.",
         &mut out,
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))

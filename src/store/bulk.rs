@@ -1,13 +1,14 @@
 //! The row sets a large fault writes in one go — relation rows, episodes, notices, a million
 //! each for a big storm — written the fastest way each backend offers: SQLite takes multi-row
-//! `VALUES` statements (parsing is cheap in-process); PostgreSQL takes a few arrays per
-//! statement through `UNNEST`, so the server neither parses nor plans tens of thousands of
-//! placeholders per statement.
+//! `VALUES` statements (parsing is cheap in-process); PostgreSQL takes large sets by binary
+//! `COPY` and the rest (or a set that meets existing rows) as a few arrays per statement
+//! through `UNNEST`, so the server neither parses nor plans tens of thousands of placeholders.
 
 use std::future::Future;
 
 use sqlx::{PgConnection, QueryBuilder, Sqlite, SqliteConnection};
 
+use super::copy::copy_fresh;
 use super::notices::{same_kind_runs, EpisodeStart, NoticeIntent};
 use super::CHUNK_ROWS;
 
@@ -19,6 +20,16 @@ const SQLITE_NOTICE_ROWS: usize = 8000;
 /// Rows per PostgreSQL array statement: big enough that statements are few, small enough
 /// that one statement's arrays stay a few MiB.
 const PG_ROWS: usize = 100_000;
+/// From this many rows on, PostgreSQL gets them by `COPY` first (see [`copy_fresh`]); below,
+/// the savepoint and the second round trip a conflict costs are not worth it. Copied rows go
+/// in the order of their unique key: each B-tree insert then lands next to the previous one
+/// (a million notice rows: 3.1 s in map order, 2.5 s sorted).
+const PG_COPY_ROWS: usize = 1000;
+
+/// The notices' unique key, in the order of its index.
+fn notice_key(n: &NoticeIntent) -> (&str, i64, &str, &str) {
+    (&n.customer_id, n.episode_started_at, n.kind, &n.variant)
+}
 
 /// Bulk writes on one connection (inside the caller's transaction).
 pub(crate) trait BulkWrite {
@@ -131,6 +142,27 @@ impl BulkWrite for PgConnection {
         notices: &[NoticeIntent],
         now: i64,
     ) -> Result<u64, sqlx::Error> {
+        if notices.len() >= PG_COPY_ROWS {
+            let mut sorted: Vec<&NoticeIntent> = notices.iter().collect();
+            sorted.sort_unstable_by(|a, b| notice_key(a).cmp(&notice_key(b)));
+            let target = "notices (customer_id, episode_started_at, priority, due_at, kind, \
+                 variant, fault_id, state, created_at, updated_at)";
+            let copied = copy_fresh(self, target, 10, &sorted, |f, n| {
+                f.text(&n.customer_id)
+                    .int(n.episode_started_at)
+                    .int(n.priority)
+                    .int(n.due_at)
+                    .text(n.kind)
+                    .text(&n.variant)
+                    .text(&n.fault_id)
+                    .text("queued")
+                    .int(now)
+                    .int(now);
+            });
+            if let Some(n) = copied.await? {
+                return Ok(n);
+            }
+        }
         let sql = format!(
                 "INSERT INTO notices (customer_id, episode_started_at, priority, due_at, kind, variant, \
                  fault_id, state, created_at, updated_at) \
@@ -159,6 +191,19 @@ impl BulkWrite for PgConnection {
     }
 
     async fn insert_episodes(&mut self, starts: &[EpisodeStart]) -> Result<(), sqlx::Error> {
+        if starts.len() >= PG_COPY_ROWS {
+            let mut sorted: Vec<&EpisodeStart> = starts.iter().collect();
+            sorted.sort_unstable_by(|a, b| {
+                (&a.customer_id, a.started_at).cmp(&(&b.customer_id, b.started_at))
+            });
+            let target = "outage_episodes (customer_id, started_at, first_fault_id)";
+            let copied = copy_fresh(self, target, 3, &sorted, |f, e| {
+                f.text(&e.customer_id).int(e.started_at).text(&e.fault_id);
+            });
+            if copied.await?.is_some() {
+                return Ok(());
+            }
+        }
         let sql = format!(
             "INSERT INTO outage_episodes (customer_id, started_at, first_fault_id) \
                  SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[]){EPISODES_CONFLICT}"
@@ -180,6 +225,23 @@ impl BulkWrite for PgConnection {
     }
 
     async fn join_members(&mut self, joins: &[Join<'_>]) -> Result<(), sqlx::Error> {
+        if joins.len() >= PG_COPY_ROWS {
+            let mut sorted: Vec<&Join<'_>> = joins.iter().collect();
+            sorted.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            let target = "customer_outages (fault_id, customer_id, state, since)";
+            let copied = copy_fresh(
+                self,
+                target,
+                4,
+                &sorted,
+                |f, (fault, customer, state, since)| {
+                    f.text(fault).text(customer).text(state).int(*since);
+                },
+            );
+            if copied.await?.is_some() {
+                return Ok(());
+            }
+        }
         let sql = format!(
                 "INSERT INTO customer_outages (fault_id, customer_id, state, since) \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]){MEMBERS_CONFLICT}"

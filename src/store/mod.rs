@@ -4,6 +4,7 @@
 
 mod api;
 mod bulk;
+mod copy;
 mod delivery;
 mod directory;
 mod events;

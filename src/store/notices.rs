@@ -158,7 +158,11 @@ macro_rules! write_notices {
             q.push(") AS v WHERE outage_episodes.customer_id = v.column1 AND outage_episodes.ended_at IS NULL");
             q.build().persistent(false).execute(&mut *$tx).await?;
         }
-        $crate::store::bulk::BulkWrite::insert_notices(&mut *$tx, &$w.notices, $w.now).await?;
+        if !$w.notices.is_empty() {
+            let started = std::time::Instant::now();
+            $crate::store::bulk::BulkWrite::insert_notices(&mut *$tx, &$w.notices, $w.now).await?;
+            $crate::telemetry::metrics::OUTBOX_WRITE.observe(started.elapsed().as_secs_f64());
+        }
         for s in &$w.suppressions {
             for chunk in s.pairs.chunks($crate::store::CHUNK_ROWS) {
                 let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notices SET state = 'suppressed', reason = ");

@@ -1,5 +1,5 @@
 //! The process's own measurements for `/metrics`: histograms of what only this process sees
-//! (send latency, solve time). Counts that the database already holds (events, notices, queue
+//! (send latency, solve time, outbox writes). Counts that the database already holds (events, notices, queue
 //! depth) are read from it at scrape time instead, so they agree across daemons and restarts.
 
 use std::fmt::Write as _;
@@ -39,6 +39,11 @@ impl<const N: usize> Histogram<N> {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// The sum of all observations, in seconds.
+    pub fn sum(&self) -> f64 {
+        self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
     /// Appends the histogram in the Prometheus text format.
     pub fn render(&self, name: &str, help: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
@@ -48,7 +53,7 @@ impl<const N: usize> Histogram<N> {
             let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
         }
         let count = self.count();
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let sum = self.sum();
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
         let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
     }
@@ -63,6 +68,10 @@ pub static SEND_LATENCY: Histogram<12> = Histogram::new(LATENCY_BOUNDS);
 
 /// Time the staffing plan takes to solve (candidates, solver, certificate).
 pub static SOLVE_TIME: Histogram<12> = Histogram::new(LATENCY_BOUNDS);
+
+/// Time an ingest batch takes to write its notice rows (inside its transaction, before the
+/// commit): a storm's fan-out is one such write.
+pub static OUTBOX_WRITE: Histogram<12> = Histogram::new(LATENCY_BOUNDS);
 
 /// Appends a gauge or counter with optional labels.
 pub fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
