@@ -4,7 +4,7 @@
 
 use clap::Subcommand;
 
-use super::callcenter::{agents, cover, CallCenterSettings, LanguageCover, Load};
+use super::callcenter::{agents, cover, CallCenterSettings, LanguageCover};
 use super::plan::SlotKey;
 use crate::domain::{Coord, FaultId, Skill, StaffId, StaffStatus};
 use crate::store::Store;
@@ -188,16 +188,7 @@ pub async fn forecast(
     s: &CallCenterSettings,
     now: i64,
 ) -> Result<Vec<LanguageCover>, crate::store::StoreError> {
-    let loads: Vec<Load> = store
-        .customers_out_by_language()
-        .await?
-        .into_iter()
-        .map(|(language, customers, since)| Load {
-            language,
-            customers: customers.max(0) as u64,
-            age_hours: (now - since).max(0) as f64 / 3_600_000.0,
-        })
-        .collect();
+    let loads = super::surge::loads(&store.customers_out_by_language().await?, now);
     let people: Vec<_> = store
         .staff_states()
         .await?

@@ -1,9 +1,11 @@
 //! Emergency staffing: which crew each fault needs (`rules`), how important each fault is
 //! (`priority`), who may take which slot and at what cost (`plan`), the exact min-cost
-//! assignment (`solver`, checked against `reference`), and call-centre sizing (`erlang`).
+//! assignment (`solver`, checked against `reference`, kept warm between re-plans by `warm`),
+//! and call-centre sizing (`erlang`).
 //!
-//! The solver is a pure function of (slots, staff, pins): the same inputs give the same plan,
-//! which is what makes a coordinator's override stick across re-solves.
+//! The plan is a function of (slots, staff, pins): the warm planner reaches the cold solve's
+//! optimum, and pins are inputs, which is what makes a coordinator's override stick across
+//! re-solves.
 
 pub mod callcenter;
 pub mod commands;
@@ -16,3 +18,4 @@ pub mod service;
 pub mod settings;
 pub mod solver;
 pub mod surge;
+pub mod warm;

@@ -8,7 +8,7 @@ use geo::{Distance, Geodesic, Point};
 use rstar::primitives::GeomWithData;
 use rstar::{PointDistance, RTree};
 
-use super::solver::{Row, Solver};
+use super::solver::Row;
 use crate::domain::{Coord, FaultId, Skill, SkillLevel, StaffId, StaffStatus};
 
 /// One position a fault needs filled.
@@ -170,10 +170,20 @@ pub fn terms(p: &Person, slot: &Slot, w: &Weights) -> Terms {
 }
 
 /// Solves the assignment exactly. Pinned slots keep their person (whatever the rules say — a
-/// coordinator's override sticks) and that person is not offered elsewhere.
+/// coordinator's override sticks) and that person is not offered elsewhere. A cold plan: the
+/// daemon keeps a [`WarmPlanner`](super::warm::WarmPlanner) between re-plans instead.
 pub fn plan(slots: &[Slot], people: &[Person], pins: &[Pin], w: &Weights) -> Plan {
-    let pinned_staff: std::collections::HashSet<&StaffId> = pins.iter().map(|p| &p.staff).collect();
-    let mut result = Plan::default();
+    super::warm::WarmPlanner::default().plan(slots, people, pins, w)
+}
+
+/// The pinned slots' assignments, and the slots left to solve.
+pub(super) fn split_pinned<'s>(
+    slots: &'s [Slot],
+    people: &[Person],
+    pins: &[Pin],
+    w: &Weights,
+) -> (Vec<Assignment>, Vec<&'s Slot>) {
+    let mut pinned = Vec::new();
     let mut open = Vec::new();
     for slot in slots {
         match pins.iter().find(|p| p.slot == slot.key) {
@@ -183,7 +193,7 @@ pub fn plan(slots: &[Slot], people: &[Person], pins: &[Pin], w: &Weights) -> Pla
                     .find(|p| p.id == pin.staff)
                     .map(|p| terms(p, slot, w))
                     .unwrap_or_default();
-                result.assignments.push(Assignment {
+                pinned.push(Assignment {
                     slot: slot.key.clone(),
                     staff: pin.staff.clone(),
                     pinned: true,
@@ -193,26 +203,7 @@ pub fn plan(slots: &[Slot], people: &[Person], pins: &[Pin], w: &Weights) -> Pla
             None => open.push(slot),
         }
     }
-    let free: Vec<&Person> = people
-        .iter()
-        .filter(|p| !pinned_staff.contains(&p.id))
-        .collect();
-    let candidates = Candidates::new(&free);
-    let rows: Vec<Row> = open.iter().map(|slot| candidates.row(slot, w)).collect();
-    let solver = Solver::solve(free.len(), rows);
-    result.cost = solver.total_cost();
-    for (slot, chosen) in open.iter().zip(solver.assignment()) {
-        match chosen {
-            Some(j) => result.assignments.push(Assignment {
-                slot: slot.key.clone(),
-                staff: free[j].id.clone(),
-                pinned: false,
-                terms: terms(free[j], slot, w),
-            }),
-            None => result.unfilled.push(slot.key.clone()),
-        }
-    }
-    result
+    (pinned, open)
 }
 
 /// People indexed for the nearest-qualified search: one R-tree per skill over points on the
@@ -232,8 +223,14 @@ fn on_sphere(c: Coord) -> [f64; 3] {
 
 impl<'a> Candidates<'a> {
     pub fn new(people: &'a [&'a Person]) -> Self {
+        Self::without(people, |_| false)
+    }
+
+    /// Candidates among `people` except those `skip` names (people pinned elsewhere); arcs
+    /// still number people by their place in `people`.
+    pub fn without(people: &'a [&'a Person], skip: impl Fn(&Person) -> bool) -> Self {
         let mut points: HashMap<Skill, Vec<GeomWithData<[f64; 3], u32>>> = HashMap::new();
-        for (j, p) in people.iter().enumerate() {
+        for (j, p) in people.iter().enumerate().filter(|(_, p)| !skip(p)) {
             let mut skills: Vec<Skill> = p.skills.iter().map(|(s, _)| *s).collect();
             skills.sort_unstable();
             skills.dedup();

@@ -10,11 +10,12 @@ use std::collections::{HashMap, HashSet};
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{self, Person, Pin, Plan, Slot, SlotKey, Terms};
+use super::plan::{Person, Pin, Plan, Slot, SlotKey, Terms};
 use super::priority::{priority, FaultFacts};
 use super::rules::needs;
 use super::settings::StaffingSettings;
 use super::surge;
+use super::warm::WarmPlanner;
 use crate::domain::{Coord, FaultId, StaffId};
 use crate::outage::{FaultState, OutageBook, OutageChange};
 use crate::shared::SharedBook;
@@ -70,6 +71,15 @@ fn centre(book: &OutageBook, customers: &[crate::mapping::CustomerIdx]) -> Optio
     Coord::new(lon / n, lat / n).ok()
 }
 
+/// What the staffing loop keeps from one re-plan to the next.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// The last solve, re-optimised where the problem changed rather than solved afresh.
+    pub planner: WarmPlanner,
+    /// Customers out per language, for the call-centre forecast.
+    pub demand: surge::Demand,
+}
+
 /// Plans from the current state and stores the plan: dispatches left unanswered past
 /// `staffing.answer_timeout_mins` count as declined first; people keep the state of a slot they
 /// keep (dispatched, accepted); newly chosen people get a dispatch notice (once per person and
@@ -78,6 +88,7 @@ pub async fn replan(
     store: &Store,
     book: &SharedBook,
     s: &StaffingSettings,
+    memory: &mut Memory,
     now: i64,
 ) -> Result<(Plan, Vec<FaultId>), StoreError> {
     let timeout = i64::try_from(s.answer_timeout_mins).unwrap_or(i64::MAX / 120_000) * 60_000;
@@ -99,11 +110,20 @@ pub async fn replan(
         .filter(|p| slots.iter().any(|s| s.key == p.slot))
         .collect();
     let started = std::time::Instant::now();
-    let plan = plan::plan(&slots, &people, &pins, &s.weights());
+    let (plan, how) = memory
+        .planner
+        .plan_with(&slots, &people, &pins, &s.weights());
+    tracing::debug!(
+        ?how,
+        slots = slots.len(),
+        people = people.len(),
+        "re-planned"
+    );
     crate::telemetry::metrics::SOLVE_TIME.observe(started.elapsed().as_secs_f64());
     let previous: Previous<'_> = stored.iter().map(|a| (&a.slot, a)).collect();
     let mut rows = rows(&plan, &slots, &previous);
-    let surge = surge::rows(store, s, &staff, &rows, &previous, &declines, now).await?;
+    let loads = memory.demand.loads(store, now).await?;
+    let surge = surge::rows(&loads, s, &staff, &rows, &previous, &declines, now);
     rows.extend(surge);
     if s.dispatch {
         dispatch(store, book, &mut rows, now).await?;
@@ -315,9 +335,10 @@ pub async fn run(
         dirty,
         replan: kick,
     } = signals;
+    let mut memory = Memory::default();
     loop {
         let now = crate::store::millis(clock.now());
-        match replan(&store, &book, &settings, now).await {
+        match replan(&store, &book, &settings, &mut memory, now).await {
             Ok((_, changed)) => {
                 for fault in changed {
                     if let Some(dirty) = &dirty {
@@ -337,6 +358,7 @@ pub async fn run(
                 if matches!(changed, Err(broadcast::error::RecvError::Closed)) {
                     break;
                 }
+                memory.demand.invalidate();
             }
         }
         // Let the rest of a burst arrive, then take it all at once.

@@ -8,12 +8,15 @@
 //! keep every reduced cost non-negative, so after the last row the matching is optimal (no
 //! negative cycle is left). Adding slots later (a new fault) only augments the new rows from the
 //! current matching and potentials, which is what makes an incremental re-solve cheap.
+//! Changing a slot's options (its priority, its candidates, its end) goes through
+//! [`Solver::replace_row`], which unmatches only the rows the change can improve and augments
+//! them again.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 /// One slot's options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Row {
     /// (staff column, cost ≥ 0) for every staff member who may take the slot.
     pub arcs: Vec<(u32, i64)>,
@@ -39,6 +42,9 @@ pub struct Solver {
     pi_col: Vec<i64>,
     /// The potential every free column shares (the sink's).
     pi_free: i64,
+    /// Rows with an arc into each staff column; may hold rows that no longer have one (checked
+    /// on use), which is cheaper than removing them on every change.
+    col_rows: Vec<Vec<u32>>,
 }
 
 impl Solver {
@@ -53,6 +59,7 @@ impl Solver {
             pi_row: Vec::new(),
             pi_col: vec![0; staff],
             pi_free: 0,
+            col_rows: vec![Vec::new(); staff],
         }
     }
 
@@ -72,21 +79,89 @@ impl Solver {
             .arcs
             .iter()
             .all(|&(j, c)| (j as usize) < self.staff && c >= 0));
+        self.index_arcs(r, &row);
         self.rows.push(row);
         self.row_col.push(NONE);
         self.row_cost.push(0);
         self.col_row.push(NONE);
         self.pi_col.push(self.pi_free);
-        // The new row has no matched arc yet, so its potential may be anything that makes its
-        // own arcs' reduced costs non-negative.
-        let start = self
+        self.pi_row.push(0);
+        self.reset_potential(r);
+        self.augment(r);
+        r
+    }
+
+    /// Gives row `r` new options and re-optimises. A slot that is gone becomes
+    /// `Row::default()`: no arcs, nothing to leave it unfilled, so it holds nobody.
+    ///
+    /// Unmatching `r` frees its column, and a free column must sit at the shared potential
+    /// `pi_free` for the certificate to hold. Raising it there can make another row's arc into
+    /// it negative — that row would rather have the freed person — so that row is unmatched
+    /// too, and so on. Every row unmatched this way then gets a potential that suits its own
+    /// arcs and is augmented afresh; rows the change cannot improve keep their match.
+    pub fn replace_row(&mut self, r: usize, row: Row) {
+        debug_assert!(row
+            .arcs
+            .iter()
+            .all(|&(j, c)| (j as usize) < self.staff && c >= 0));
+        self.index_arcs(r, &row);
+        self.rows[r] = row;
+        let mut pending = Vec::new();
+        let mut freed = Vec::new();
+        self.unmatch(r, &mut pending, &mut freed);
+        while let Some(k) = freed.pop() {
+            self.pi_col[k] = self.pi_free;
+            let Some(users) = self.col_rows.get(k) else {
+                continue; // a row's own unfilled column: only that row, which is pending
+            };
+            for i in users.clone() {
+                let i = i as usize;
+                let cost = self.cost(i, k);
+                if self.row_col[i] != NONE
+                    && cost < INF
+                    && cost + self.pi_row[i] - self.pi_col[k] < 0
+                {
+                    self.unmatch(i, &mut pending, &mut freed);
+                }
+            }
+        }
+        for &i in &pending {
+            self.reset_potential(i);
+        }
+        for i in pending {
+            self.augment(i);
+        }
+    }
+
+    /// Unmatches row `i`, noting it and the column it frees.
+    fn unmatch(&mut self, i: usize, pending: &mut Vec<usize>, freed: &mut Vec<usize>) {
+        let k = self.row_col[i];
+        if k != NONE {
+            self.col_row[k] = NONE;
+            self.row_col[i] = NONE;
+            self.row_cost[i] = 0;
+            freed.push(k);
+        }
+        pending.push(i);
+    }
+
+    /// An unmatched row's potential may be anything that keeps its own arcs' reduced costs
+    /// non-negative: the least such.
+    fn reset_potential(&mut self, r: usize) {
+        self.pi_row[r] = self
             .arcs(r)
             .map(|(j, c)| self.pi_col[j] - c)
             .max()
             .unwrap_or(0);
-        self.pi_row.push(start);
-        self.augment(r);
-        r
+    }
+
+    fn index_arcs(&mut self, r: usize, row: &Row) {
+        for &(j, _) in &row.arcs {
+            let users = &mut self.col_rows[j as usize];
+            if users.last() != Some(&(r as u32)) {
+                users.push(r as u32);
+            }
+        }
     }
 
     /// The arcs of row `r`, its unfilled column included.
@@ -205,6 +280,20 @@ impl Solver {
     /// The total cost of the current assignment.
     pub fn total_cost(&self) -> i64 {
         self.row_cost.iter().sum()
+    }
+
+    /// Row `r`'s options, as last given.
+    pub fn row(&self, r: usize) -> &Row {
+        &self.rows[r]
+    }
+
+    /// How many rows there are (ended ones included).
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
     }
 
     /// The cost of the option chosen for each slot.

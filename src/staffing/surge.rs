@@ -21,6 +21,52 @@ pub fn day(now: i64) -> (String, i64) {
     (text, start)
 }
 
+/// Customers out per language (language, customers, oldest start in ms), as the forecast
+/// needs them. Re-read only after an outage change (or after [`Demand::MAX_AGE`], for
+/// re-imported customers): between changes the numbers cannot move, and with a million
+/// customers out the read costs the database seconds, which a periodic re-plan every few
+/// seconds would otherwise spend in the middle of the storm's fan-out.
+#[derive(Debug, Default)]
+pub struct Demand {
+    read: Option<(std::time::Instant, Vec<OutByLanguage>)>,
+}
+
+/// (language, customers out, oldest start in ms), as the store reports them.
+type OutByLanguage = (String, i64, i64);
+
+impl Demand {
+    const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(300);
+
+    /// The outage state changed: the next forecast reads the database.
+    pub fn invalidate(&mut self) {
+        self.read = None;
+    }
+
+    /// The loads per language at `now` (ms).
+    pub async fn loads(&mut self, store: &Store, now: i64) -> Result<Vec<Load>, StoreError> {
+        let fresh = |(at, _): &(std::time::Instant, _)| at.elapsed() < Self::MAX_AGE;
+        let read = match self.read.take().filter(fresh) {
+            Some(read) => self.read.insert(read),
+            None => {
+                let rows = store.customers_out_by_language().await?;
+                self.read.insert((std::time::Instant::now(), rows))
+            }
+        };
+        Ok(loads(&read.1, now))
+    }
+}
+
+/// Loads at `now` (ms) from (language, customers out, oldest start in ms) rows.
+pub fn loads(out: &[OutByLanguage], now: i64) -> Vec<Load> {
+    out.iter()
+        .map(|(language, customers, since)| Load {
+            language: language.clone(),
+            customers: (*customers).max(0) as u64,
+            age_hours: (now - since).max(0) as f64 / 3_600_000.0,
+        })
+        .collect()
+}
+
 /// Whether a plan row is a call-centre surge position.
 pub fn is_surge(slot: &SlotKey) -> bool {
     slot.fault.as_str().starts_with(CALL_CENTRE)
@@ -28,24 +74,15 @@ pub fn is_surge(slot: &SlotKey) -> bool {
 
 /// The surge positions for the calls expected now: on-call agents to call in, per language.
 /// Agents already on a field crew, or who declined a call-out, are not asked.
-pub async fn rows(
-    store: &Store,
+pub fn rows(
+    loads: &[Load],
     s: &StaffingSettings,
     staff: &[StaffState],
     crew: &[AssignmentRow],
     previous: &Previous<'_>,
     declines: &[(String, String)],
     now: i64,
-) -> Result<Vec<AssignmentRow>, StoreError> {
-    let out = store.customers_out_by_language().await?;
-    let loads: Vec<Load> = out
-        .iter()
-        .map(|(language, customers, since)| Load {
-            language: language.clone(),
-            customers: (*customers).max(0) as u64,
-            age_hours: (now - since).max(0) as f64 / 3_600_000.0,
-        })
-        .collect();
+) -> Vec<AssignmentRow> {
     let records: Vec<_> = staff.iter().map(|s| s.record.clone()).collect();
     let (today, _) = day(now);
     let mut pool = agents(&records);
@@ -57,7 +94,7 @@ pub async fn rows(
         agent.unavailable = busy || declined;
     }
     let mut rows = Vec::new();
-    for c in cover(&loads, &pool, &s.call_center) {
+    for c in cover(loads, &pool, &s.call_center) {
         let Ok(fault) = FaultId::parse(&format!("{CALL_CENTRE}{}:{today}", c.language)) else {
             continue;
         };
@@ -70,5 +107,5 @@ pub async fn rows(
             rows.push(assigned(slot, 1, staff, false, Terms::default(), previous));
         }
     }
-    Ok(rows)
+    rows
 }
