@@ -143,6 +143,12 @@ pub fn staffing(args: &StaffingArgs) {
         planner.plan(&slots, &people, &[], &w);
         let (replan_warm, (_, how)) = timed(|| planner.plan_with(&grown, &people, &[], &w));
         let (replan_cold, _) = timed(|| plan::plan(&grown, &people, &[], &w));
+        // Then the busiest person goes off duty (a decline, a status change).
+        let mut fewer = people.clone();
+        if let Some(j) = solver.assignment().into_iter().flatten().next() {
+            fewer[j].status = StaffStatus::OffDuty;
+        }
+        let (off_warm, (_, off_how)) = timed(|| planner.plan_with(&grown, &fewer, &[], &w));
         let (greedy_time, (_, greedy_cost)) =
             timed(|| reference::greedy(people.len(), &by_priority(&slots, &sparse)));
         let filled = solver.assignment().iter().flatten().count();
@@ -158,9 +164,13 @@ pub fn staffing(args: &StaffingArgs) {
             ms(incremental)
         );
         println!(
-            "    the daemon's re-plan after it (candidates rebuilt): warm {:.1} ms ({how:?}), cold {:.1} ms",
+            "    the daemon's re-plan after it: warm {:.1} ms ({how:?}), cold {:.1} ms",
             ms(replan_warm),
             ms(replan_cold)
+        );
+        println!(
+            "    … and after someone assigned goes off duty: warm {:.1} ms ({off_how:?})",
+            ms(off_warm)
         );
         println!(
             "    greedy nearest-qualified (by priority): {:.1} ms, cost {} ({:+.2} % over optimal)",

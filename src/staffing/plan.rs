@@ -21,7 +21,7 @@ pub struct SlotKey {
 }
 
 /// A slot with what it requires.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Slot {
     pub key: SlotKey,
     pub min_level: SkillLevel,

@@ -1,6 +1,7 @@
 //! Staffing in the daemon: re-plans when the outage state changes and stores the plan, with
-//! coordinators' pins as inputs. The plan is a pure function of (slots, staff, pins), so a
-//! re-plan after any change keeps every pin and only moves what the costs say should move.
+//! coordinators' pins as inputs. The plan is the optimum for (slots, staff, pins) — reached
+//! from the last one by the warm planner — so a re-plan after any change keeps every pin and
+//! only moves what the costs say should move.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -43,7 +43,8 @@ pub struct Solver {
     /// The potential every free column shares (the sink's).
     pi_free: i64,
     /// Rows with an arc into each staff column; may hold rows that no longer have one (checked
-    /// on use), which is cheaper than removing them on every change.
+    /// on use), which is cheaper than removing them on every change. It grows with every
+    /// replaced row, so a long-lived solver is rebuilt now and then (`staffing::warm` does).
     col_rows: Vec<Vec<u32>>,
 }
 
