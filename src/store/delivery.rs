@@ -107,13 +107,79 @@ macro_rules! claimed_from {
     };
 }
 
+/// Whether an outcome is the common case, sent on the channel planned: written in bulk.
+fn plainly_sent(o: &NoticeOutcome) -> bool {
+    o.state == "sent" && o.due_at.is_none() && o.failed_channels.is_none()
+}
+
+// PostgreSQL takes a wave as one array per column: the statement text never changes, so it is
+// parsed and planned once per connection rather than once per wave (a VALUES list of a few
+// hundred rows is a new statement of a thousand placeholders every time).
+const SENT_PG: &str = "UPDATE notices SET state = 'sent', reason = NULL, sent_at = $1, updated_at = $1, \
+    channel = v.channel, language = v.language, body = v.body, provider_id = v.provider_id, \
+    segments = v.segments FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
+    $7::bigint[]) AS v(id, channel, language, body, provider_id, segments) WHERE notices.id = v.id";
+const SENDING_PG: &str = "UPDATE notices SET state = 'sending', updated_at = $1 \
+    FROM UNNEST($2::bigint[], $3::bigint[]) AS v(id, attempts) WHERE notices.id = v.id \
+    AND notices.attempts = v.attempts AND notices.state = 'claimed' RETURNING notices.id";
+
+/// Records plainly sent outcomes on PostgreSQL inside the caller's transaction.
+async fn sent_pg(
+    tx: &mut sqlx::PgConnection,
+    sent: &[&NoticeOutcome],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let text = |f: fn(&NoticeOutcome) -> &Option<String>| {
+        sent.iter()
+            .map(|o| f(o).clone())
+            .collect::<Vec<Option<String>>>()
+    };
+    sqlx::query(SENT_PG)
+        .bind(now)
+        .bind(sent.iter().map(|o| o.id).collect::<Vec<i64>>())
+        .bind(text(|o| &o.channel))
+        .bind(text(|o| &o.language))
+        .bind(text(|o| &o.body))
+        .bind(text(|o| &o.provider_id))
+        .bind(
+            sent.iter()
+                .map(|o| o.segments)
+                .collect::<Vec<Option<i64>>>(),
+        )
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Records the outcomes other than plainly sent, one statement each (they are few).
+macro_rules! finish_one_by_one {
+    ($tx:expr, $outcomes:expr, $now:expr) => {
+        for o in $outcomes {
+            sqlx::query(FINISH_ONE)
+                .bind(o.state)
+                .bind(o.channel.clone())
+                .bind(o.language.clone())
+                .bind(o.body.clone())
+                .bind(o.provider_id.clone())
+                .bind(o.reason.clone())
+                .bind($now)
+                .bind(o.id)
+                .bind(o.due_at)
+                .bind(o.failed_channels.clone())
+                .bind(i64::from(o.refund_attempt))
+                .bind(o.segments)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
 /// Records outcomes inside the caller's transaction. The common case, sent, is one statement
 /// per chunk: a fan-out of a million notices is a million of these.
 macro_rules! finish_in {
     ($tx:expr, $db:ty, $outcomes:expr, $now:expr) => {{
-        let (sent, other): (Vec<&NoticeOutcome>, Vec<&NoticeOutcome>) = $outcomes
-            .iter()
-            .partition(|o| o.state == "sent" && o.due_at.is_none() && o.failed_channels.is_none());
+        let (sent, other): (Vec<&NoticeOutcome>, Vec<&NoticeOutcome>) =
+            $outcomes.iter().partition(|o| plainly_sent(o));
         for chunk in sent.chunks(super::CHUNK_ROWS / 2) {
             let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notices SET state = 'sent', reason = NULL, sent_at = ");
             q.push_bind($now).push(", updated_at = ").push_bind($now).push(
@@ -127,13 +193,7 @@ macro_rules! finish_in {
             q.push(") AS v WHERE notices.id = v.column1");
             q.build().persistent(false).execute(&mut *$tx).await?;
         }
-        for o in other {
-            sqlx::query(FINISH_ONE).bind(o.state).bind(o.channel.clone()).bind(o.language.clone()).bind(o.body.clone())
-                .bind(o.provider_id.clone()).bind(o.reason.clone()).bind($now).bind(o.id)
-                .bind(o.due_at).bind(o.failed_channels.clone()).bind(i64::from(o.refund_attempt))
-                .bind(o.segments)
-                .execute(&mut *$tx).await?;
-        }
+        finish_one_by_one!($tx, other, $now);
     }};
 }
 
@@ -294,13 +354,37 @@ impl Store {
         next: &[(i64, i64)],
         now: i64,
     ) -> Result<Vec<i64>, StoreError> {
-        let marked = on_pool!(self, pool, Db => {
-            let mut tx = pool.begin().await?;
-            finish_in!(tx, Db, finished, now);
-            let marked = fenced_in!(tx, Db, next, now, "UPDATE notices SET state = 'sending'");
-            tx.commit().await?;
-            marked
-        });
+        let marked = match self {
+            Store::Sqlite(pool) => {
+                type Db = sqlx::Sqlite;
+                let mut tx = pool.begin().await?;
+                finish_in!(tx, Db, finished, now);
+                let marked = fenced_in!(tx, Db, next, now, "UPDATE notices SET state = 'sending'");
+                tx.commit().await?;
+                marked
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let (sent, other): (Vec<&NoticeOutcome>, Vec<&NoticeOutcome>) =
+                    finished.iter().partition(|o| plainly_sent(o));
+                if !sent.is_empty() {
+                    sent_pg(&mut tx, &sent, now).await?;
+                }
+                finish_one_by_one!(tx, other, now);
+                let marked = if next.is_empty() {
+                    Vec::new()
+                } else {
+                    sqlx::query_scalar(SENDING_PG)
+                        .bind(now)
+                        .bind(next.iter().map(|n| n.0).collect::<Vec<i64>>())
+                        .bind(next.iter().map(|n| n.1).collect::<Vec<i64>>())
+                        .fetch_all(&mut *tx)
+                        .await?
+                };
+                tx.commit().await?;
+                marked
+            }
+        };
         Ok(marked)
     }
 
