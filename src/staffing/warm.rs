@@ -44,6 +44,14 @@ struct Warm {
     replaced: usize,
 }
 
+impl Warm {
+    /// Whether `people` are the last solve's columns, in the same order.
+    fn same_people(&self, people: &[Person]) -> bool {
+        self.columns.len() == people.len()
+            && self.columns.iter().zip(people).all(|(id, p)| *id == p.id)
+    }
+}
+
 /// What a person's place in the candidate arcs depends on: a person whose facts are unchanged
 /// is in the same rows at the same costs. (Hours worked matter only against the limit.)
 #[derive(Debug, Clone, PartialEq)]
@@ -151,11 +159,10 @@ impl WarmPlanner {
         pinned: &HashSet<&StaffId>,
         w: &Weights,
     ) -> (Vec<(&'s SlotKey, Row)>, usize) {
-        let last = self.warm.as_ref().filter(|warm| {
-            warm.weights == *w
-                && warm.columns.len() == people.len()
-                && warm.columns.iter().zip(people).all(|(id, p)| *id == p.id)
-        });
+        let last = self
+            .warm
+            .as_ref()
+            .filter(|warm| warm.weights == *w && warm.same_people(people));
         let changed: Vec<usize> = last.map_or_else(Vec::new, |warm| {
             (0..people.len())
                 .filter(|&j| warm.facts[j] != facts[j])
@@ -188,12 +195,8 @@ impl WarmPlanner {
     }
 
     fn solve(&mut self, people: &[Person], rows: Vec<(&SlotKey, Row)>) -> Solve {
-        let same_people = self.warm.as_ref().is_some_and(|warm| {
-            warm.columns.len() == people.len()
-                && warm.columns.iter().zip(people).all(|(id, p)| *id == p.id)
-        });
         let warm = match self.warm.as_mut() {
-            Some(warm) if same_people => warm,
+            Some(warm) if warm.same_people(people) => warm,
             _ => return self.cold(people, rows),
         };
         let open: HashSet<&SlotKey> = rows.iter().map(|(key, _)| *key).collect();
