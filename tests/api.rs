@@ -624,12 +624,7 @@ async fn customers_import_and_preferences() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let (app, api) = storm(Backend::Sqlite).await;
-    let health = api
-        .http
-        .get(format!("{}/healthz", api.base))
-        .send()
-        .await
-        .unwrap();
+    let health = api.raw_get("/healthz", None).await;
     assert_eq!(health.status().as_u16(), 200);
     let (status, ready) = api.call("GET", "/readyz", None, None).await;
     assert_eq!(
@@ -637,12 +632,8 @@ async fn health_readiness_and_metrics() {
         (200, json!({"database":"ok","broker":"ok"}))
     );
     let metrics = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .bearer_auth(&api.keys["viewer"])
-        .send()
+        .raw_get("/metrics", Some("viewer"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -714,20 +705,9 @@ async fn health_readiness_and_metrics() {
 #[tokio::test]
 async fn the_live_stream_carries_fault_documents() {
     let (app, api) = storm(Backend::Sqlite).await;
-    let refused = api
-        .http
-        .get(format!("{}/api/v1/stream", api.base))
-        .send()
-        .await
-        .unwrap();
+    let refused = api.raw_get("/api/v1/stream", None).await;
     assert_eq!(refused.status().as_u16(), 401);
-    let mut resp = api
-        .http
-        .get(format!("{}/api/v1/stream", api.base))
-        .bearer_auth(&api.keys["viewer"])
-        .send()
-        .await
-        .unwrap();
+    let mut resp = api.raw_get("/api/v1/stream", Some("viewer")).await;
     assert_eq!(resp.status().as_u16(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let (status, _) = api

@@ -129,12 +129,7 @@ async fn self_service_is_rate_limited_per_client() {
     let api = ApiClient::new(&app).await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        let resp = api
-            .http
-            .get(format!("{}/status?lon=12.5&lat=54.0", api.base))
-            .send()
-            .await
-            .unwrap();
+        let resp = api.raw_get("/status?lon=12.5&lat=54.0", None).await;
         statuses.push((
             resp.status().as_u16(),
             resp.headers().get("retry-after").cloned(),

@@ -14,24 +14,21 @@ use crate::store::CustomerView;
 
 /// A phone number as the caller may see it: whole, or masked as in the logs.
 pub(super) fn phone_shown(p: Option<&Phone>, full: bool) -> Option<String> {
-    p.map(|p| {
-        if full {
-            p.as_str().to_owned()
-        } else {
-            p.masked()
-        }
-    })
+    shown(p, full, Phone::as_str, Phone::masked)
 }
 
 /// An e-mail address as the caller may see it: whole, or masked as in the logs.
 pub(super) fn email_shown(e: Option<&Email>, full: bool) -> Option<String> {
-    e.map(|e| {
-        if full {
-            e.as_str().to_owned()
-        } else {
-            e.masked()
-        }
-    })
+    shown(e, full, Email::as_str, Email::masked)
+}
+
+fn shown<T>(
+    contact: Option<&T>,
+    full: bool,
+    whole: fn(&T) -> &str,
+    masked: fn(&T) -> String,
+) -> Option<String> {
+    contact.map(|c| if full { whole(c).to_owned() } else { masked(c) })
 }
 
 /// A customer as JSON, contacts masked unless `full`.

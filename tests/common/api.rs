@@ -61,6 +61,15 @@ impl ApiClient {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A GET as `role` (None: no key), answered as it came: for headers, text and streams.
+    pub async fn raw_get(&self, path: &str, role: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(role) = role {
+            req = req.bearer_auth(&self.keys[role]);
+        }
+        req.send().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str, role: &str) -> Value {
         let (status, body) = self.call("GET", path, Some(role), None).await;
         assert_eq!(status, 200, "GET {path} as {role}: {body}");
