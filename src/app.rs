@@ -19,6 +19,7 @@ use crate::ingest::engine::{Engine, EngineConfig, EngineOutputs};
 use crate::ingest::event::Limits;
 use crate::ingest::mqtt::{self, Link, MqttError};
 use crate::notify::jobs::Jobs;
+use crate::notify::pause::ClaimPause;
 use crate::notify::templates::Templates;
 use crate::notify::worker::DeliveryWorker;
 use crate::outage::OutageChange;
@@ -54,6 +55,8 @@ pub struct App {
     customers_seen_ms: i64,
     /// Wakes the delivery worker early (receipts asking for a fallback, quiet hours ending).
     wake: Arc<Notify>,
+    /// Pauses the delivery worker's claims while this daemon writes a large set of notices.
+    claims: ClaimPause,
     /// Self-service tokens' key, shared by every daemon through the database.
     tokens: api::selfservice::TokenKey,
     latest: LatestDocs,
@@ -97,6 +100,7 @@ impl App {
             changes,
             customers_seen_ms,
             wake: Arc::new(Notify::new()),
+            claims: ClaimPause::default(),
         })
     }
 
@@ -110,6 +114,12 @@ impl App {
 
     pub fn book(&self) -> SharedBook {
         self.book.clone()
+    }
+
+    /// The pause a large notice write holds over claims (benchmarks write next to the daemon
+    /// the way its own writers do).
+    pub fn claim_pause(&self) -> ClaimPause {
+        self.claims.clone()
     }
 
     /// Every committed outage change; subscribe before [`App::start`] to see them all.
@@ -148,6 +158,7 @@ impl App {
             EngineOutputs {
                 dirty: dirty_tx,
                 changes: self.changes.clone(),
+                claims: self.claims.clone(),
             },
             self.clock.clone(),
             self.customers_seen_ms,
@@ -199,6 +210,7 @@ impl App {
             self.book.clone(),
             self.clock.clone(),
             self.wake.clone(),
+            self.claims.clone(),
         ));
         let stop_jobs = CancellationToken::new();
         let jobs_task = tokio::spawn(run_jobs(jobs.clone(), s.clone(), stop_jobs.clone()));
@@ -278,6 +290,7 @@ impl App {
             &self.book,
             &self.clock,
             self.wake.clone(),
+            self.claims.clone(),
         )?;
         if worker.is_none() {
             tracing::info!("no notification channel configured: notices wait in the outbox");
@@ -293,6 +306,7 @@ pub fn delivery_worker(
     book: &SharedBook,
     clock: &Clock,
     wake: Arc<Notify>,
+    claims: ClaimPause,
 ) -> Result<Option<DeliveryWorker>, SetupError> {
     let transports = Transports::from_settings(&s.channels)?;
     if transports.is_empty() {
@@ -312,6 +326,7 @@ pub fn delivery_worker(
         poll: Duration::from_millis(s.notify.poll_ms),
         clock: clock.clone(),
         wake,
+        claims,
         dirty: None,
     }))
 }

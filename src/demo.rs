@@ -230,6 +230,7 @@ async fn deliver(
         &running.book,
         &Clock::System,
         Default::default(),
+        Default::default(),
     )?
     else {
         return Ok(None);

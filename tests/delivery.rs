@@ -260,7 +260,43 @@ async fn a_night_outage_becomes_one_morning_notice_except_for_critical_customers
     running.shutdown().await;
 }
 
+/// While the daemon writes a large set of notices its worker makes no claim (it could claim
+/// none of them before the commit); the moment the write ends, it claims.
+async fn no_claim_while_a_large_notice_write_is_in_progress(backend: Backend) {
+    let (prefix, url, dir, store) = database_with(backend, NIGHT_CUSTOMERS).await;
+    let log = dir.path().join("notices.jsonl");
+    let mut settings = test_settings(&prefix, &url);
+    settings.channels.log.path = log.display().to_string();
+    settings.notify.poll_ms = 20;
+    let app = App::build(settings.clone(), midday()).await.unwrap();
+    let writing = app.claim_pause().hold();
+    let mut running = app.start().unwrap();
+    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+    let topic = format!("{prefix}/faultline/v1/events/test/Q-1");
+    let out = br#"{"v":1,"event_id":"q1","fault_id":"Q-1","kind":"detected","occurred_at":"2026-11-24T10:00:00Z","devices":["TQ-1"]}"#;
+    faultline::ingest::publish::publish_all(&settings.mqtt, vec![(topic, out.to_vec())])
+        .await
+        .unwrap();
+    wait_for_notices(&store, "Q-1", "outage", "queued", 2).await;
+    // Due, committed, and the worker polls every 20 ms: twenty-five polls' time.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        store
+            .count_notices(Some("Q-1"), "outage", "queued")
+            .await
+            .unwrap(),
+        2,
+        "nothing claimed while the write is in progress"
+    );
+    assert!(read_lines(&log).is_empty());
+    drop(writing);
+    assert_eq!(wait_settled(&store, "Q-1", "outage").await, 2);
+    assert_eq!(read_lines(&log).len(), 2);
+    running.shutdown().await;
+}
+
 both_backends!(
+    no_claim_while_a_large_notice_write_is_in_progress,
     notices_go_out_once_on_the_right_channel_in_the_right_language,
     a_send_interrupted_by_a_crash_is_not_repeated,
     a_night_outage_becomes_one_morning_notice_except_for_critical_customers,

@@ -15,6 +15,7 @@ use crate::config::{Secret, Settings};
 use crate::directory::CustomerRecord;
 use crate::domain::{Channel, Coord, CustomerId, Email, Language, Phone};
 use crate::ingest::publish::event_topic;
+use crate::notify::pause::ClaimPause;
 use crate::store::NoticeIntent;
 use crate::telemetry::metrics::OUTBOX_WRITE;
 
@@ -47,6 +48,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     }
     let app = App::build(settings.clone(), Clock::System).await?;
     let store = app.store().clone();
+    let claims = app.claim_pause();
     let mut changes = app.subscribe();
     let mut running = app.start()?;
     anyhow::ensure!(
@@ -73,7 +75,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     }
     let done = Instant::now();
     let first = tally.first.get().copied().unwrap_or(done);
-    let rows_alone = outbox_write(&store, args.customers).await?;
+    let rows_alone = outbox_write(&store, &claims, args.customers).await?;
     running.shutdown().await;
 
     let secs = |d: Duration| d.as_secs_f64();
@@ -111,8 +113,12 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
 }
 
 /// The outbox write of the commit on its own: `n` notice rows as ingest writes them, never due
-/// (so the worker leaves them alone).
-async fn outbox_write(store: &crate::store::Store, n: usize) -> anyhow::Result<Duration> {
+/// (so the worker leaves them alone), pausing the worker's claims as the daemon's writers do.
+async fn outbox_write(
+    store: &crate::store::Store,
+    claims: &ClaimPause,
+    n: usize,
+) -> anyhow::Result<Duration> {
     let intents: Vec<NoticeIntent> = (0..n)
         .map(|i| NoticeIntent {
             customer_id: format!("F{i:07}"),
@@ -125,9 +131,8 @@ async fn outbox_write(store: &crate::store::Store, n: usize) -> anyhow::Result<D
         })
         .collect();
     let start = Instant::now();
-    store
-        .create_notices(&intents, Utc::now().timestamp_millis())
-        .await?;
+    let write = store.create_notices(&intents, Utc::now().timestamp_millis());
+    claims.around(n, write).await?;
     Ok(start.elapsed())
 }
 

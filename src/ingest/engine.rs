@@ -16,6 +16,7 @@ use super::event::{parse_event, FaultEvent, Limits, Rejection};
 use super::mqtt::{Backoff, Inbound, Verdict};
 use crate::clock::Clock;
 use crate::domain::FaultId;
+use crate::notify::pause::ClaimPause;
 use crate::outage::{Applied, OutageBook, OutageChange};
 use crate::shared::SharedBook;
 use crate::store::{
@@ -40,6 +41,9 @@ pub struct EngineOutputs {
     pub dirty: mpsc::UnboundedSender<FaultId>,
     /// Every committed change.
     pub changes: broadcast::Sender<Arc<OutageChange>>,
+    /// Held while a batch writes a large set of notice rows: the delivery worker waits for
+    /// the commit instead of walking uncommitted rows.
+    pub claims: ClaimPause,
 }
 
 /// Counts of one batch, by what became of each payload.
@@ -268,7 +272,13 @@ impl Engine {
         let mut write = pending.write;
         write.faults = faults;
         write.now = crate::store::millis(self.clock.now());
-        if let Err(e) = self.store.commit_batch(&write).await {
+        let rows = write.notices.len();
+        if let Err(e) = self
+            .out
+            .claims
+            .around(rows, self.store.commit_batch(&write))
+            .await
+        {
             self.book_dirty = true;
             return Err(e);
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
+use super::pause::ClaimPause;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::FaultId;
@@ -22,6 +23,8 @@ pub struct Jobs {
     pub clock: Clock,
     /// Wakes the delivery worker.
     pub wake: Arc<Notify>,
+    /// Held while a large set of notices is written (the worker does not claim meanwhile).
+    pub claims: ClaimPause,
     /// Advance-notice offsets, hours before a planned start, largest first.
     pub planned_offsets_hours: Vec<u32>,
     pub retention_days: u32,
@@ -39,6 +42,7 @@ impl Jobs {
         book: SharedBook,
         clock: Clock,
         wake: Arc<Notify>,
+        claims: ClaimPause,
     ) -> Self {
         let mut offsets = s.notify.planned_offsets_hours.clone();
         offsets.sort_unstable_by(|a, b| b.cmp(a));
@@ -48,6 +52,7 @@ impl Jobs {
             book,
             clock,
             wake,
+            claims,
             planned_offsets_hours: offsets,
             retention_days: s.retention.days,
             stale_sending: Duration::from_secs(s.notify.stale_sending_secs),
@@ -125,10 +130,10 @@ impl Jobs {
             if self.done.lock().await.contains(&key) {
                 continue;
             }
-            created += self
+            let write = self
                 .store
-                .create_notices(&intents, millis(self.clock.now()))
-                .await?;
+                .create_notices(&intents, millis(self.clock.now()));
+            created += self.claims.around(intents.len(), write).await?;
             self.done.lock().await.insert(key);
         }
         if created > 0 {

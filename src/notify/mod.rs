@@ -3,6 +3,7 @@
 pub mod inbound;
 pub mod intents;
 pub mod jobs;
+pub mod pause;
 pub mod plan;
 mod sender;
 pub mod supersede;

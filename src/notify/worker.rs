@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::pause::ClaimPause;
 use super::plan::{choose, quiet_until, Choice, Contact};
 use super::supersede::{self, Facts, Notice};
 use super::templates::{Context, Dispatch, Templates};
@@ -41,6 +42,8 @@ pub struct DeliveryWorker {
     /// Wakes the worker before its next poll (quiet hours ended, a receipt asked for a
     /// fallback).
     pub wake: Arc<Notify>,
+    /// Held while this daemon writes a large set of notices; no claim is made meanwhile.
+    pub claims: ClaimPause,
     /// Faults whose notice counts changed (their status documents are republished).
     pub dirty: Option<mpsc::UnboundedSender<FaultId>>,
 }
@@ -82,6 +85,12 @@ impl DeliveryWorker {
         let first = self.concurrency.clamp(1, self.batch_size.max(1));
         let mut size = first;
         while !stop.is_cancelled() {
+            if self.claims.is_held() {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = self.claims.released() => {}
+                }
+            }
             let jobs = match self.claim_batch(size).await {
                 Ok(Some((_, jobs))) => jobs,
                 Ok(None) => {
