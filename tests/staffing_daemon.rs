@@ -318,8 +318,11 @@ async fn unanswered_dispatches_time_out_and_coordinators_answer_for_staff(backen
         .map(|(_, staff)| staff)
         .collect();
     let plan = planned_for(&app, "F-1002").await;
+    // A re-plan may be between recording a timeout and storing its plan: the row then still
+    // names the person, as `declined`, which records the refusal rather than offering again.
     assert!(
         plan.iter()
+            .filter(|a| a.state != "declined")
             .filter_map(|a| a.staff_id.as_ref())
             .all(|s| !declined.contains(s.as_str())),
         "nobody who timed out is offered the fault again"
