@@ -1,3 +1,0 @@
--- PostgreSQL's 0012 makes the notices' key columns compare bytewise; SQLite's default collation
--- (BINARY) already does. Numbered to keep the two in step.
-SELECT 1;
