@@ -13,7 +13,6 @@
 //! (their claims still see every committed notice, they just pay for the walk).
 
 use std::future::Future;
-use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -22,20 +21,20 @@ use tokio::sync::watch;
 pub const LARGE_WRITE_ROWS: usize = 10_000;
 
 /// Shared by the writers of the outbox (ingest, scheduled jobs) and the delivery worker of one
-/// daemon. Cloning shares it.
+/// daemon. Cloning shares it. It counts the large writes in progress.
 #[derive(Debug, Clone)]
-pub struct ClaimPause(Arc<watch::Sender<usize>>);
+pub struct ClaimPause(watch::Sender<usize>);
 
 impl Default for ClaimPause {
     fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(0)))
+        Self(watch::Sender::new(0))
     }
 }
 
 /// Held while a large write is in progress; claims resume when the last one is dropped.
 #[derive(Debug)]
 #[must_use = "claims resume as soon as the guard is dropped"]
-pub struct PauseGuard(Arc<watch::Sender<usize>>);
+pub struct PauseGuard(watch::Sender<usize>);
 
 impl Drop for PauseGuard {
     fn drop(&mut self) {
@@ -64,7 +63,7 @@ impl ClaimPause {
     /// Resolves once no large write is in progress (at once if none is).
     pub async fn released(&self) {
         let mut writes = self.0.subscribe();
-        // The sender lives as long as `self`, so the wait cannot fail.
+        // `self` is a sender, so the channel stays open and the wait cannot fail.
         let _ = writes.wait_for(|n| *n == 0).await;
     }
 }

@@ -87,6 +87,7 @@ impl DeliveryWorker {
         while !stop.is_cancelled() {
             if self.claims.is_held() {
                 tokio::select! {
+                    biased;
                     _ = stop.cancelled() => break,
                     _ = self.claims.released() => {}
                 }
