@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::TlsParameters;
+use lettre::Message;
 
+use super::smtp::{Relay, Security, SmtpError, SmtpPool};
 use super::{ChannelError, Outbound};
 use crate::config::EmailSettings;
 
@@ -24,7 +27,7 @@ pub enum EmailSetupError {
 /// An SMTP sender with a connection pool.
 #[derive(Clone)]
 pub struct EmailChannel {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    relay: Arc<SmtpPool>,
     from: Mailbox,
     /// Right-hand side of Message-IDs: the sender's domain.
     domain: String,
@@ -42,24 +45,19 @@ impl std::fmt::Debug for EmailChannel {
 impl EmailChannel {
     pub fn new(s: &EmailSettings) -> Result<Self, EmailSetupError> {
         let from: Mailbox = s.from.parse()?;
-        let builder = match s.tls.as_str() {
-            "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&s.host)?,
-            "starttls" => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)?,
-            // Plain SMTP: a relay on the same host or a test server.
-            _ => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
+        let security = match s.tls.as_str() {
+            "tls" => Security::Implicit(TlsParameters::new(s.host.clone())?),
+            "starttls" => Security::StartTls(TlsParameters::new(s.host.clone())?),
+            _ => Security::None,
         };
-        // Each SMTP transaction is several round trips on one connection; a deeper pool than
-        // lettre's default of 10 keeps e-mail from holding back a fan-out's waves.
-        let mut builder = builder
-            .pool_config(PoolConfig::new().max_size(s.pool_size.max(1)))
-            .port(s.port)
-            .timeout(Some(Duration::from_secs(s.timeout_secs.max(1))));
-        if !s.username.is_empty() {
-            builder = builder.credentials(Credentials::new(
-                s.username.clone(),
-                s.password.expose().to_owned(),
-            ));
-        }
+        let relay = Relay {
+            host: s.host.clone(),
+            port: s.port,
+            security,
+            credentials: (!s.username.is_empty())
+                .then(|| Credentials::new(s.username.clone(), s.password.expose().to_owned())),
+            timeout: Duration::from_secs(s.timeout_secs.max(1)),
+        };
         let domain = from.email.domain().to_owned();
         let unsubscribe_url = if s.unsubscribe_url.is_empty() {
             format!("mailto:{}?subject=unsubscribe", from.email)
@@ -67,7 +65,9 @@ impl EmailChannel {
             s.unsubscribe_url.clone()
         };
         Ok(Self {
-            transport: builder.build(),
+            // Each SMTP transaction is several round trips on one connection; keeping as many
+            // connections as the pool size keeps e-mail from holding back a fan-out's window.
+            relay: Arc::new(SmtpPool::new(relay, s.pool_size as usize)),
             from,
             domain,
             unsubscribe_url,
@@ -82,9 +82,14 @@ impl EmailChannel {
     /// Sends one e-mail; its Message-ID on success.
     pub async fn send(&self, n: &Outbound) -> Result<String, ChannelError> {
         let message = self.message(n)?;
-        match self.transport.send(message).await {
-            Ok(_) => Ok(self.message_id(n.notice_id)),
-            Err(e) => Err(classify(&e)),
+        match self
+            .relay
+            .send(message.envelope(), &message.formatted())
+            .await
+        {
+            Ok(()) => Ok(self.message_id(n.notice_id)),
+            Err(SmtpError::Smtp(e)) => Err(classify(&e)),
+            Err(e) => Err(ChannelError::transient(format!("SMTP: {e}"))),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod log;
 pub mod oauth;
 pub mod push;
 pub mod sms;
+pub mod smtp;
 pub mod webhook;
 
 use crate::config::ChannelsSettings;
