@@ -1,9 +1,8 @@
 //! E-mail over SMTP (lettre): text and HTML parts, a Message-ID derived from the notice id,
 //! List-Unsubscribe.
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};

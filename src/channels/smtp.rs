@@ -85,34 +85,25 @@ impl SmtpPool {
     /// transaction failed in any way is closed, not reused (the relay may be mid-transaction).
     pub async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), SmtpError> {
         let work = async {
-            let (mut conn, mut reused) = self.checkout().await?;
-            loop {
-                match conn.command(mail_from(envelope, raw)).await {
-                    Ok(_) => break,
-                    // A relay drops connections it held idle or that carried its limit of
-                    // messages (421 to MAIL); lettre's NOOP before every message found those.
-                    // Nothing was accepted yet, so once more on a fresh connection.
-                    Err(e) if reused && !e.is_permanent() => {
-                        conn.abort().await;
-                        conn = self.connect().await?;
-                        reused = false;
-                    }
-                    Err(e) => {
-                        conn.abort().await;
-                        return Err(e.into());
-                    }
-                }
+            let (mut conn, reused) = self.checkout().await?;
+            let mut mailed = conn.command(mail_from(envelope, raw)).await;
+            // A relay drops connections it held idle or that carried its limit of messages
+            // (421 to MAIL); lettre's NOOP before every message found those. Nothing was
+            // accepted yet, so once more on a fresh connection.
+            if reused && mailed.as_ref().is_err_and(|e| !e.is_permanent()) {
+                conn.abort().await;
+                conn = self.connect().await?;
+                mailed = conn.command(mail_from(envelope, raw)).await;
             }
-            match deliver(&mut conn, envelope, raw).await {
-                Ok(()) => {
-                    self.checkin(conn);
-                    Ok(())
-                }
-                Err(e) => {
-                    conn.abort().await;
-                    Err(e.into())
-                }
+            let sent = match mailed {
+                Ok(_) => deliver(&mut conn, envelope, raw).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(()) => self.checkin(conn),
+                Err(_) => conn.abort().await,
             }
+            Ok(sent?)
         };
         tokio::time::timeout(self.relay.timeout, work)
             .await
