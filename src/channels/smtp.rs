@@ -53,7 +53,7 @@ pub struct Relay {
     pub port: u16,
     pub security: Security,
     pub credentials: Option<Credentials>,
-    /// Bounds the connect and each whole message.
+    /// Bounds each whole message, connecting included.
     pub timeout: Duration,
 }
 
@@ -141,40 +141,35 @@ impl SmtpPool {
     }
 
     /// Connects, reads the greeting and says EHLO, secures the connection, authenticates.
+    /// Only [`SmtpPool::send`] calls it, inside its timeout for the whole message.
     async fn connect(&self) -> Result<AsyncSmtpConnection, SmtpError> {
         let relay = &self.relay;
-        let connect = async {
-            let mut conn = match &relay.security {
-                Security::Implicit(tls) => {
-                    let server = (relay.host.as_str(), relay.port);
-                    AsyncSmtpConnection::connect_tokio1(
-                        server,
-                        Some(relay.timeout),
-                        &self.hello,
-                        Some(tls.clone()),
-                        None,
-                    )
-                    .await?
-                }
-                Security::None | Security::StartTls(_) => {
-                    let tcp =
-                        tokio::net::TcpStream::connect((relay.host.as_str(), relay.port)).await?;
-                    tcp.set_nodelay(true)?;
-                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await?
-                }
-            };
-            if let Security::StartTls(tls) = &relay.security {
-                conn.starttls(tls.clone(), &self.hello).await?;
+        let mut conn = match &relay.security {
+            Security::Implicit(tls) => {
+                let server = (relay.host.as_str(), relay.port);
+                AsyncSmtpConnection::connect_tokio1(
+                    server,
+                    Some(relay.timeout),
+                    &self.hello,
+                    Some(tls.clone()),
+                    None,
+                )
+                .await?
             }
-            if let Some(credentials) = &relay.credentials {
-                conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                    .await?;
+            Security::None | Security::StartTls(_) => {
+                let tcp = tokio::net::TcpStream::connect((relay.host.as_str(), relay.port)).await?;
+                tcp.set_nodelay(true)?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await?
             }
-            Ok::<_, SmtpError>(conn)
         };
-        tokio::time::timeout(relay.timeout, connect)
-            .await
-            .unwrap_or(Err(SmtpError::TimedOut))
+        if let Security::StartTls(tls) = &relay.security {
+            conn.starttls(tls.clone(), &self.hello).await?;
+        }
+        if let Some(credentials) = &relay.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await?;
+        }
+        Ok(conn)
     }
 }
 
