@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rand::{Rng, SeedableRng};
 
-use super::sinks::{self, Tally};
+use super::sinks::{self, CpuSplit, Tally};
 use crate::app::App;
 use crate::clock::Clock;
 use crate::config::{Secret, Settings};
@@ -68,12 +68,14 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     crate::ingest::publish::publish_all(&settings.mqtt, vec![(topic, event.into_bytes())]).await?;
     changes.recv().await?;
     let committed = Instant::now();
+    let cpu_at_commit = CpuSplit::now();
     let in_commit = OUTBOX_WRITE.sum() - written_before;
     let expected = args.customers as u64;
     while tally.count() < expected {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let done = Instant::now();
+    let cpu = CpuSplit::now().since(cpu_at_commit);
     let first = tally.first.get().copied().unwrap_or(done);
     let rows_alone = outbox_write(&store, &claims, args.customers).await?;
     running.shutdown().await;
@@ -101,6 +103,14 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         "    commit → last notice accepted: {:.1} s ({:.0} notices/s)",
         secs(done - committed),
         expected as f64 / secs(done - committed)
+    );
+    println!(
+        "    CPU from commit to last notice: {:.1} s in all; provider stand-ins {:.1} s, \
+         SQLite threads {:.1} s, the rest (daemon and bench) {:.1} s",
+        cpu.total,
+        cpu.sinks,
+        cpu.sqlite,
+        cpu.total - cpu.sinks - cpu.sqlite
     );
     println!("    notice rows, within the commit: {in_commit:.2} s");
     println!(
@@ -145,7 +155,8 @@ async fn settings(
     let mut s = super::run_settings("fanout", &args.mqtt_url, args.database_url.as_deref(), temp);
     s.notify.concurrency = args.concurrency;
     s.notify.batch_size = args.batch;
-    let http = sinks::http(tally.clone()).await?;
+    let sinks = sinks::start(tally.clone())?;
+    let http = sinks.http_url;
     s.channels.push.base_url = http.clone();
     s.channels.push.project_id = "bench".into();
     s.channels.push.token = Secret::new("bench-token");
@@ -154,7 +165,7 @@ async fn settings(
     s.channels.sms.auth_token = Secret::new("bench-token");
     s.channels.sms.from = "+4915000000000".into();
     s.channels.email.host = "127.0.0.1".into();
-    s.channels.email.port = sinks::smtp(tally.clone()).await?;
+    s.channels.email.port = sinks.smtp_port;
     s.channels.email.tls = "none".into();
     // lettre's SMTP client waits out the peer's delayed ACK once per message (≈40 ms on
     // Linux), so e-mail throughput is connections / 40 ms: give it one connection per send.

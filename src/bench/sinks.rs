@@ -1,16 +1,22 @@
 //! Local stand-ins for the providers, for the fan-out benchmark: one HTTP server that accepts
 //! every FCM and Twilio request, and an SMTP sink. They count what they accept and note when
 //! the first one arrived.
+//!
+//! They run on a thread of their own (`bench-sinks`) so the bench can tell their CPU time from
+//! the daemon's: on a machine of two cores the stand-ins compete with the daemon for the same
+//! cores, which a real provider, on machines of its own, does not. And they are as lean as a
+//! server that speaks the protocol can be, so that what the bench measures is mostly ours.
 
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use axum::routing::post;
-use axum::{Json, Router};
-use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The name of the stand-ins' thread, as `/proc` shows it.
+pub const THREAD_NAME: &str = "bench-sinks";
 
 /// What the sinks accepted.
 #[derive(Debug, Default)]
@@ -30,52 +36,139 @@ impl Tally {
     }
 }
 
-/// Serves FCM's `messages:send` and Twilio's `Messages.json`, accepting everything; returns
-/// the base URL.
-pub async fn http(tally: Arc<Tally>) -> std::io::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (push, sms) = (tally.clone(), tally);
-    let router = Router::new()
-        .route(
-            "/v1/projects/{project}/messages:send",
-            post(move || async move {
-                push.accept();
-                Json(json!({"name": "projects/bench/messages/1"}))
-            }),
-        )
-        .route(
-            "/2010-04-01/Accounts/{account}/Messages.json",
-            post(move || async move {
-                sms.accept();
-                (
-                    axum::http::StatusCode::CREATED,
-                    Json(json!({"sid": "SMbench", "status": "queued"})),
-                )
-            }),
-        );
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    Ok(url)
+/// Where the stand-ins listen.
+#[derive(Debug, Clone)]
+pub struct Sinks {
+    /// Base URL of the FCM and Twilio stand-in.
+    pub http_url: String,
+    /// Port of the SMTP sink on 127.0.0.1.
+    pub smtp_port: u16,
 }
 
-/// An SMTP server that accepts every message; returns its port.
-pub async fn smtp(tally: Arc<Tally>) -> std::io::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let port = listener.local_addr()?.port();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            // Without this, Nagle's algorithm and delayed ACKs hold each SMTP reply ~40 ms.
-            let _ = stream.set_nodelay(true);
-            let tally = tally.clone();
-            tokio::spawn(async move {
-                let _ = smtp_session(stream, &tally).await;
+/// Starts both stand-ins on a thread and runtime of their own; they serve until the process
+/// ends.
+pub fn start(tally: Arc<Tally>) -> io::Result<Sinks> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let served = runtime.map(|runtime| {
+                runtime.block_on(async move {
+                    match listen().await {
+                        Ok((sinks, http, smtp)) => {
+                            let _ = tx.send(Ok(sinks));
+                            tokio::join!(
+                                serve(http, tally.clone(), http_session),
+                                serve(smtp, tally, smtp_session)
+                            );
+                        }
+                        Err(e) => drop(tx.send(Err(e))),
+                    }
+                })
             });
-        }
-    });
-    Ok(port)
+            if let Err(e) = served {
+                eprintln!("the stand-ins have no runtime: {e}");
+            }
+        })?;
+    rx.recv()
+        .map_err(|_| io::Error::other("the stand-ins' thread ended before it listened"))?
 }
 
-async fn smtp_session(stream: tokio::net::TcpStream, tally: &Tally) -> std::io::Result<()> {
+async fn listen() -> io::Result<(Sinks, TcpListener, TcpListener)> {
+    let http = TcpListener::bind("127.0.0.1:0").await?;
+    let smtp = TcpListener::bind("127.0.0.1:0").await?;
+    let sinks = Sinks {
+        http_url: format!("http://{}", http.local_addr()?),
+        smtp_port: smtp.local_addr()?.port(),
+    };
+    Ok((sinks, http, smtp))
+}
+
+/// Accepts connections and runs `session` on each until the listener fails.
+async fn serve<F>(listener: TcpListener, tally: Arc<Tally>, session: fn(TcpStream, Arc<Tally>) -> F)
+where
+    F: std::future::Future<Output = io::Result<()>> + Send + 'static,
+{
+    while let Ok((stream, _)) = listener.accept().await {
+        // Without this, Nagle's algorithm and delayed ACKs hold each reply ~40 ms.
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(session(stream, tally.clone()));
+    }
+}
+
+const PUSH_ACCEPTED: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 36\r\n\r\n{\"name\":\"projects/bench/messages/1\"}";
+const SMS_ACCEPTED: &[u8] = b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 35\r\n\r\n{\"sid\":\"SMbench\",\"status\":\"queued\"}";
+const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+
+/// One keep-alive HTTP/1.1 connection: FCM's `messages:send` and Twilio's `Messages.json`
+/// are accepted, anything else is 404. Bodies are framed by `Content-Length`, which both
+/// channels send; a chunked request ends the connection.
+async fn http_session(mut stream: TcpStream, tally: Arc<Tally>) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    loop {
+        let (head, total) = loop {
+            if let Some(framed) = frame(&buf)? {
+                if buf.len() >= framed.1 {
+                    break framed;
+                }
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Ok(());
+            }
+        };
+        let line = buf[..head]
+            .split(|&b| b == b'\r')
+            .next()
+            .unwrap_or_default();
+        let answer = if line.starts_with(b"POST /v1/projects/")
+            && line.windows(14).any(|w| w == b"/messages:send")
+        {
+            PUSH_ACCEPTED
+        } else if line.starts_with(b"POST /2010-04-01/Accounts/")
+            && line.windows(14).any(|w| w == b"/Messages.json")
+        {
+            SMS_ACCEPTED
+        } else {
+            NOT_FOUND
+        };
+        if answer != NOT_FOUND {
+            tally.accept();
+        }
+        buf.drain(..total);
+        stream.write_all(answer).await?;
+    }
+}
+
+/// `Some((length of the head, length of the whole request))` once the head is buffered.
+fn frame(buf: &[u8]) -> io::Result<Option<(usize, usize)>> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = end + 4;
+    let mut length = 0;
+    for line in buf[..end].split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return Err(io::Error::other("chunked requests are not served"));
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            length = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| io::Error::other("bad content-length"))?;
+        }
+    }
+    Ok(Some((head, head + length)))
+}
+
+/// An SMTP session that accepts every message.
+async fn smtp_session(stream: TcpStream, tally: Arc<Tally>) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     write.write_all(b"220 sink ESMTP\r\n").await?;
@@ -105,4 +198,68 @@ async fn smtp_session(stream: tokio::net::TcpStream, tally: &Tally) -> std::io::
         write.write_all(answer).await?;
     }
     Ok(())
+}
+
+/// CPU time (user and system) of this process so far, split by thread: the stand-ins', the
+/// SQLite connections' (sqlx runs each on a thread of its own) and the rest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSplit {
+    pub total: f64,
+    pub sinks: f64,
+    pub sqlite: f64,
+}
+
+impl CpuSplit {
+    /// Reads `/proc/self`; zeros where it cannot.
+    pub fn now() -> Self {
+        let ticks = clock_ticks();
+        let secs = |stat: &str| {
+            // Fields after the command name, which is in parentheses and may hold spaces:
+            // utime and stime are the 12th and 13th.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let mut fields = rest.split_whitespace().skip(11);
+            let user: f64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let system: f64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            (user + system) / ticks
+        };
+        let mut split = CpuSplit {
+            total: std::fs::read_to_string("/proc/self/stat").map_or(0.0, |s| secs(&s)),
+            ..Self::default()
+        };
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return split;
+        };
+        for task in tasks.flatten() {
+            let path = task.path();
+            let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+                continue;
+            };
+            if comm.trim() == THREAD_NAME {
+                split.sinks += secs(&stat);
+            } else if comm.starts_with("sqlx-sqlite") {
+                split.sqlite += secs(&stat);
+            }
+        }
+        split
+    }
+
+    /// What was spent between `earlier` and `self`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            total: self.total - earlier.total,
+            sinks: self.sinks - earlier.sinks,
+            sqlite: self.sqlite - earlier.sqlite,
+        }
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf reads a constant of the system and has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
 }
