@@ -66,6 +66,8 @@ pub enum SetupError {
     Http(#[from] reqwest::Error),
     #[error(transparent)]
     Email(#[from] email::EmailSetupError),
+    #[error("{key}: not a URL: {reason}")]
+    Url { key: &'static str, reason: String },
     #[error("channels.push.service_account_file: {0}")]
     ServiceAccount(#[from] oauth::ServiceAccountError),
 }

@@ -16,7 +16,7 @@ const PERMANENT_CODES: [(u64, &str); 3] = [
 #[derive(Debug, Clone)]
 pub struct SmsChannel {
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     account_sid: String,
     auth_token: String,
     from: String,
@@ -35,14 +35,15 @@ struct TwilioError {
 }
 
 impl SmsChannel {
-    pub fn new(s: &SmsSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(s: &SmsSettings) -> Result<Self, super::SetupError> {
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            s.base_url.trim_end_matches('/'),
+            s.account_sid
+        );
         Ok(Self {
             client: http::client(s.timeout_secs)?,
-            url: format!(
-                "{}/2010-04-01/Accounts/{}/Messages.json",
-                s.base_url.trim_end_matches('/'),
-                s.account_sid
-            ),
+            url: http::endpoint("channels.sms.base_url", &url)?,
             account_sid: s.account_sid.clone(),
             auth_token: s.auth_token.expose().to_owned(),
             from: s.from.clone(),
@@ -62,7 +63,7 @@ impl SmsChannel {
         }
         let response = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .basic_auth(&self.account_sid, Some(&self.auth_token))
             .form(&form)
             .send()

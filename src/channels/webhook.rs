@@ -13,15 +13,15 @@ use crate::config::WebhookSettings;
 #[derive(Debug, Clone)]
 pub struct WebhookChannel {
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     secret: Option<String>,
 }
 
 impl WebhookChannel {
-    pub fn new(s: &WebhookSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(s: &WebhookSettings) -> Result<Self, super::SetupError> {
         Ok(Self {
             client: http::client(s.timeout_secs)?,
-            url: s.url.clone(),
+            url: http::endpoint("channels.webhook.url", &s.url)?,
             secret: (!s.secret.is_empty()).then(|| s.secret.expose().to_owned()),
         })
     }
@@ -42,7 +42,7 @@ impl WebhookChannel {
         .to_string();
         let mut request = self
             .client
-            .post(&self.url)
+            .post(self.url.clone())
             .header("Idempotency-Key", n.notice_id.to_string())
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         if let Some(secret) = &self.secret {
