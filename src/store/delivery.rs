@@ -224,6 +224,63 @@ macro_rules! fenced_in {
     }};
 }
 
+/// Marks claims `sending` on SQLite inside the caller's transaction, fenced like
+/// [`fenced_in!`]; returns the ids marked. Every claim is still ours unless a stale claim was
+/// taken back meanwhile, so the update counts rows instead of returning them (sqlx hands each
+/// returned row from SQLite's thread to ours one at a time: a million hops in a
+/// million-notice fan-out), and only a short count asks which ones are ours.
+async fn sending_sqlite(
+    tx: &mut sqlx::SqliteConnection,
+    claims: &[(i64, i64)],
+    now: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut marked = 0;
+    for chunk in claims.chunks(super::CHUNK_ROWS) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "UPDATE notices SET state = 'sending', updated_at = ",
+        );
+        q.push_bind(now).push(" FROM (");
+        q.push_values(chunk, |mut b, (id, attempts)| {
+            b.push_bind(*id).push_bind(*attempts);
+        });
+        q.push(
+            ") AS v WHERE notices.id = v.column1 AND notices.attempts = v.column2 \
+             AND notices.state = 'claimed'",
+        );
+        marked += q
+            .build()
+            .persistent(false)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    if marked == claims.len() as u64 {
+        return Ok(claims.iter().map(|c| c.0).collect());
+    }
+    // Ours are the ones now `sending` under our attempt number, marked at `now`: a claim
+    // number is never handed out twice.
+    let mut ours = Vec::with_capacity(marked as usize);
+    for chunk in claims.chunks(super::CHUNK_ROWS) {
+        let mut q =
+            sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT notices.id FROM notices JOIN (");
+        q.push_values(chunk, |mut b, (id, attempts)| {
+            b.push_bind(*id).push_bind(*attempts);
+        });
+        q.push(
+            ") AS v ON notices.id = v.column1 AND notices.attempts = v.column2 \
+             WHERE notices.state = 'sending' AND notices.updated_at = ",
+        );
+        q.push_bind(now);
+        let ids: Vec<i64> = q
+            .build_query_scalar()
+            .persistent(false)
+            .fetch_all(&mut *tx)
+            .await?;
+        ours.extend(ids);
+    }
+    Ok(ours)
+}
+
 const FINISH_ONE: &str =
     "UPDATE notices SET state = $1, channel = $2, language = $3, body = $4, provider_id = $5, \
     reason = $6, sent_at = CASE WHEN $1 = 'sent' THEN $7 ELSE sent_at END, updated_at = $7, \
@@ -359,7 +416,7 @@ impl Store {
                 type Db = sqlx::Sqlite;
                 let mut tx = pool.begin().await?;
                 finish_in!(tx, Db, finished, now);
-                let marked = fenced_in!(tx, Db, next, now, "UPDATE notices SET state = 'sending'");
+                let marked = sending_sqlite(&mut tx, next, now).await?;
                 tx.commit().await?;
                 marked
             }
