@@ -30,6 +30,10 @@ pub use inbound::{ReceiptEffect, Replier};
 pub use notices::{EpisodeEnd, EpisodeStart, NoticeIntent, Suppression};
 pub use staffing::{AssignmentRow, AuditRow, StaffState};
 
+/// Rows a SQLite statement may run ahead of its reader (see `Store::connect`): a delivery
+/// batch's claim or contact rows, at the default `notify.batch_size` and the bench's.
+const SQLITE_ROW_CHANNEL: usize = 8192;
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -92,7 +96,12 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // sqlx hands rows from its SQLite thread to ours through a bounded channel, 50 by
+            // default: a claim of 8,192 rows then stops the thread every 50 rows until we have
+            // read one, and each stop and start is a futex wake-up. With room for a whole batch
+            // the thread runs through and we drain what it left.
+            .row_buffer_size(SQLITE_ROW_CHANNEL);
         if let Some(parent) = options.get_filename().parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent)
