@@ -457,7 +457,7 @@ pub async fn shutdown_signal() {
 /// A fan-out is a great many small tasks that wake each other (a send, its connection's task,
 /// the window). On the daemon's shared runtime, every few of those wake-ups also wake the other
 /// worker thread to steal the work; on a thread of their own they run back to back. In a
-/// 200,000-notice fan-out the same work took 10 % less CPU (docs/PERFORMANCE.md). Delivery is
+/// 200,000-notice fan-out the same work took a fifth less CPU (docs/PERFORMANCE.md). Delivery is
 /// then one core's work per daemon: on SQLite there is one claimer anyway, and PostgreSQL
 /// scales out by daemons.
 fn spawn_on_own_thread(
@@ -477,6 +477,9 @@ fn spawn_on_own_thread(
         })
         .map_err(AppError::Delivery)?;
     Ok(tokio::spawn(async move {
-        let _ = finished.await;
+        // The sender is dropped unsent only if the worker panicked.
+        if finished.await.is_err() {
+            tracing::error!("the delivery worker's thread ended in a panic");
+        }
     }))
 }
