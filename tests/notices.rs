@@ -205,13 +205,149 @@ async fn a_large_notice_set_creates_only_the_notices_not_there_yet(backend: Back
     let per_customer = store.notices_per_customer("outage").await.unwrap();
     assert!(per_customer.iter().all(|(_, n)| *n == 1), "one notice each");
     // The first claims are the most urgent: priority 0, earliest due first.
-    let claimed = store.claim_due_notices(i64::MAX / 2, 3).await.unwrap();
+    let claimed = store
+        .refill(&[], claim(3), &[], i64::MAX / 2, |c| {
+            (Vec::new(), c.notices)
+        })
+        .await
+        .unwrap();
     let ids: Vec<&str> = claimed.iter().map(|c| c.customer_id.as_str()).collect();
     assert_eq!(ids, ["C00000", "C00003", "C00006"]);
 }
 
+/// A refill claims due notices straight into `sending` and records, in the same transaction,
+/// what its prepare step ended without a send: once it has returned, the only notices
+/// `sending` are those it handed out, so a crash can leave no waiting notice in doubt.
+async fn a_refill_records_what_it_ends_in_the_claims_transaction(backend: Backend) {
+    let (url, _dir) = fresh_database(backend, &format!("refill_{}", unique_prefix())).await;
+    let store = faultline::store::Store::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let intents: Vec<_> = (0..10)
+        .map(|i| faultline::store::NoticeIntent {
+            customer_id: format!("R{i:02}"),
+            episode_started_at: 1,
+            kind: "outage",
+            variant: String::new(),
+            fault_id: "F-REFILL".into(),
+            priority: 0,
+            due_at: 1,
+        })
+        .collect();
+    store.create_notices(&intents, 1).await.unwrap();
+    let wait = |n: &faultline::store::ClaimedNotice| faultline::store::NoticeOutcome {
+        id: n.id,
+        state: "queued",
+        channel: None,
+        language: None,
+        body: None,
+        provider_id: None,
+        reason: Some("waiting for the end of quiet hours".into()),
+        due_at: Some(1_000),
+        failed_channels: None,
+        segments: None,
+        refund_attempt: true,
+    };
+    let (handed_out, waiting) = store
+        .refill(&[], claim(4), &[], 2, |claim| {
+            assert_eq!(claim.notices.len(), 4);
+            assert!(
+                claim.contacts.is_empty(),
+                "none of them is in the directory"
+            );
+            let (send, end) = claim.notices.split_at(2);
+            let ended = end.iter().map(wait).collect();
+            (ended, (send.to_vec(), end.to_vec()))
+        })
+        .await
+        .unwrap();
+    let count = |state: &'static str| store.count_notices(Some("F-REFILL"), "outage", state);
+    assert_eq!(
+        count("sending").await.unwrap(),
+        2,
+        "only the two handed out"
+    );
+    assert_eq!(count("queued").await.unwrap(), 8);
+    for n in &waiting {
+        let view = store.notices_of(&n.customer_id, "outage").await.unwrap();
+        assert_eq!(view[0].state, "queued");
+        assert_eq!(view[0].attempts, 0, "finding quiet hours is not an attempt");
+    }
+    let claimed_again = store
+        .refill(&[], claim(100), &[], 3, |c| (Vec::new(), c.notices))
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed_again.len(),
+        6,
+        "the waiting ones are not due until their quiet hours end"
+    );
+    assert!(claimed_again
+        .iter()
+        .all(|n| !handed_out.iter().chain(&waiting).any(|h| h.id == n.id)));
+}
+
+/// A claim after a cursor takes the most urgent notices after it first, then the rest of what
+/// it asked for from the front of the queue: nothing behind the cursor is left out.
+async fn a_claim_after_a_cursor_takes_what_follows_it_then_the_front(backend: Backend) {
+    let (url, _dir) = fresh_database(backend, &format!("cursor_{}", unique_prefix())).await;
+    let store = faultline::store::Store::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let intents: Vec<_> = (0..6)
+        .map(|i| faultline::store::NoticeIntent {
+            customer_id: format!("K{i}"),
+            episode_started_at: 1,
+            kind: "outage",
+            variant: String::new(),
+            fault_id: "F-CURSOR".into(),
+            priority: i / 2,
+            due_at: 10 - i,
+        })
+        .collect();
+    store.create_notices(&intents, 1).await.unwrap();
+    let take = |after, limit| {
+        let store = store.clone();
+        async move {
+            let request = faultline::store::ClaimRequest { limit, after };
+            let mut claimed = store
+                .refill(&[], request, &[], 100, |c| (Vec::new(), c.notices))
+                .await
+                .unwrap();
+            claimed.sort_by_key(|n| n.key());
+            claimed
+        }
+    };
+    // Queue order: K1 K0 (priority 0), K3 K2 (1), K5 K4 (2).
+    let first = take(None, 2).await;
+    let names = |v: &[faultline::store::ClaimedNotice]| {
+        v.iter().map(|n| n.customer_id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&first), ["K1", "K0"]);
+    let key = |name: &'static str| {
+        let store = store.clone();
+        async move {
+            let id = store.notices_of(name, "outage").await.unwrap()[0].id;
+            let (priority, due_at) = match name {
+                "K3" => (1, 7),
+                _ => (2, 5),
+            };
+            faultline::store::QueueKey {
+                priority,
+                due_at,
+                id,
+            }
+        }
+    };
+    // After K3: K2 and K5 follow it (from the front, the two would be K3 and K2).
+    assert_eq!(names(&take(Some(key("K3").await), 2).await), ["K2", "K5"]);
+    // After K5 only K4 follows; the rest comes from the front: K3, behind the cursor.
+    assert_eq!(names(&take(Some(key("K5").await), 3).await), ["K3", "K4"]);
+    assert!(take(None, 10).await.is_empty(), "all six are claimed");
+}
+
 both_backends!(
     a_large_notice_set_creates_only_the_notices_not_there_yet,
+    a_refill_records_what_it_ends_in_the_claims_transaction,
+    a_claim_after_a_cursor_takes_what_follows_it_then_the_front,
     a_shrinking_fault_restores_the_customers_it_lets_go,
     overlapping_faults_make_one_outage_and_one_restoration_notice,
     a_momentary_outage_sends_nothing,

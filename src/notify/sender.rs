@@ -1,49 +1,79 @@
-//! The sending half of the delivery worker: a sliding window of requests fed by the claiming
-//! half through a channel of prepared batches, so the window never drains at a batch boundary.
+//! The sending half of the delivery worker: a sliding window of requests, refilled by
+//! transactions that record what finished and claim what is due next, so the window never
+//! drains between batches.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::mpsc::{self, error::TryRecvError};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::templates::sms_segments;
-use super::worker::{DeliveryWorker, Job};
+use super::worker::{DeliveryWorker, Job, Refilled};
 use crate::channels::{ChannelError, Outbound};
 use crate::domain::{Channel, FaultId};
-use crate::store::{millis, BadContact, ClaimedNotice, NoticeOutcome, StoreError};
+use crate::store::{
+    millis, BadContact, ClaimRequest, ClaimedNotice, NoticeOutcome, QueueKey, StoreError,
+};
 
 /// Results not yet written: outcomes, contacts a provider refused, and the faults they touch.
 #[derive(Default)]
-struct Unrecorded {
+pub(super) struct Unrecorded {
     outcomes: Vec<NoticeOutcome>,
     bad: Vec<BadContact>,
     faults: HashSet<String>,
 }
 
-/// A refill in progress: how many slots it will fill at most, and the jobs still ours to send.
-type Refill<'a> = BoxFuture<'a, (usize, Result<Vec<Job>, StoreError>)>;
+/// Where the next claim reads the queue from (see [`ClaimRequest`]): after the last notice
+/// claimed, but from the front at least once per poll interval, which bounds how long a more
+/// urgent notice queued behind the cursor (a new critical fault's, say) waits for its claim.
+struct Cursor {
+    after: Option<QueueKey>,
+    from_front: Instant,
+}
+
+impl Cursor {
+    fn new() -> Self {
+        Self {
+            after: None,
+            from_front: Instant::now(),
+        }
+    }
+
+    /// Where a claim starting now reads from (`None`: the front).
+    fn start(&mut self, every: Duration) -> Option<QueueKey> {
+        if self.from_front.elapsed() >= every {
+            self.after = None;
+        }
+        if self.after.is_none() {
+            self.from_front = Instant::now();
+        }
+        self.after
+    }
+
+    /// A refill claimed up to `last`. Refills may end out of order; the cursor never goes back.
+    fn advance(&mut self, last: Option<QueueKey>) {
+        self.after = self.after.max(last);
+    }
+}
+
+/// A refill in progress: how many slots it will fill at most, and what it brought.
+type Refill<'a> = BoxFuture<'a, (usize, Result<Refilled, StoreError>)>;
 
 impl DeliveryWorker {
-    /// Sends what the claiming half hands over until its channel closes (or `stop`: then the
-    /// requests in flight finish and the claims not yet sent go back in the queue).
+    /// Sends until `stop`; then the requests in flight finish and are recorded.
     ///
     /// Freed slots are refilled by one transaction that records the outcomes finished so far
-    /// and marks the next notices `sending`, fenced by each claim's attempt number. The
-    /// transaction runs while the requests in flight go on (what frees up meanwhile is the next
-    /// refill), so neither the database nor the providers wait for the other. PostgreSQL runs
-    /// two refills at once on two connections (a refill there is mostly waiting on round
-    /// trips: one at a time, refills took 49 of a million-notice fan-out's 55 s); SQLite has
-    /// one writer, so one. Only slots free when a refill starts, less those a pending refill
-    /// will fill, are filled: at most one window of notices is ever `sending`, which bounds
-    /// what a crash leaves in doubt.
-    pub(super) async fn deliver(
-        &self,
-        rx: &mut mpsc::Receiver<Vec<Job>>,
-        stop: &CancellationToken,
-    ) -> Result<(), StoreError> {
+    /// and claims the next notices straight into `sending` (see [`crate::store::Store::refill`]).
+    /// The transaction runs while the requests in flight go on (what frees up meanwhile is the
+    /// next refill), so neither the database nor the providers wait for the other. PostgreSQL
+    /// runs two refills at once on two connections (a refill there is mostly waiting on round
+    /// trips); SQLite has one writer, so one. A refill claims only the slots free when it starts,
+    /// less those a pending refill will fill: at most one window of notices is ever `sending`,
+    /// which bounds what a crash leaves in doubt.
+    pub(super) async fn deliver(&self, stop: &CancellationToken) -> Result<(), StoreError> {
         let window = self.concurrency.max(1);
         let refills = match self.store {
             crate::store::Store::Postgres(_) => 2,
@@ -53,69 +83,67 @@ impl DeliveryWorker {
         // SQLite every page it touches written to the WAL again (a page holds some fifteen
         // notices, and each notice is changed by two refills). So a refill waits until it can
         // fill many slots, yet never so many that the window runs low: with every refill
-        // pending, half of the window is still in flight. In a million-notice fan-out on
-        // SQLite, refills of at least an eighth of the window wrote 1.5 WAL pages per notice,
-        // refills of half of it 0.95 (docs/PERFORMANCE.md).
+        // pending, half of the window is still in flight (docs/PERFORMANCE.md).
         let refill = (window / (2 * refills)).max(1);
-        let mut queue: VecDeque<Job> = VecDeque::new();
         let mut in_flight = FuturesUnordered::new();
-        // Refills in progress, each with how many slots it will fill at most.
         let mut marking: FuturesUnordered<Refill<'_>> = FuturesUnordered::new();
         let mut promised = 0;
         let mut done = Unrecorded::default();
-        let mut open = true;
+        // The last claim found fewer notices due than it asked for: the next one waits for a
+        // wake-up or the next poll.
+        let mut drained = false;
+        let mut poll_at = Instant::now();
+        let mut cursor = Cursor::new();
         loop {
             let stopping = stop.is_cancelled();
-            // Not while a refill is pending: a log-channel wave writes to the database too, and
-            // the pending refill, not polled meanwhile, might hold SQLite's write lock.
-            while open && !stopping && (refills > 1 || marking.is_empty()) && queue.len() < window {
-                match rx.try_recv() {
-                    Ok(jobs) => self.enqueue(jobs, &mut queue, &mut done).await?,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => open = false,
-                }
-            }
+            let paused = self.claims.is_held();
             let free = window.saturating_sub(in_flight.len() + promised);
-            if marking.len() < refills
-                && !stopping
-                && !queue.is_empty()
-                && (free >= refill || (in_flight.is_empty() && marking.is_empty()))
+            let idle = in_flight.is_empty() && marking.is_empty();
+            if !stopping
+                && !paused
+                && !drained
+                && marking.len() < refills
+                && free > 0
+                && (free >= refill || idle)
             {
-                let next: Vec<Job> = queue.drain(..free.min(queue.len())).collect();
+                let n = free.min(self.batch_size.max(1));
+                let claim = ClaimRequest {
+                    limit: n,
+                    after: cursor.start(self.poll),
+                };
                 let outcomes = std::mem::take(&mut done.outcomes);
                 let faults = std::mem::take(&mut done.faults);
-                let n = next.len();
                 promised += n;
                 marking.push(Box::pin(async move {
-                    (n, self.mark_ours(outcomes, faults, next).await)
-                }));
-            }
-            if marking.is_empty() && in_flight.is_empty() {
-                // Nothing in flight and nothing sendable in hand: record, then wait for more.
-                self.record(&mut done).await?;
-                if stopping {
-                    let mut unsent: Vec<Job> = queue.drain(..).collect();
-                    while let Ok(jobs) = rx.try_recv() {
-                        unsent.extend(jobs);
+                    let refilled = self.refill(outcomes, claim).await;
+                    if refilled.is_ok() {
+                        self.report_dirty(faults);
                     }
-                    return self.release(&unsent).await;
-                }
-                if !open {
-                    return Ok(());
-                }
-                tokio::select! {
-                    jobs = rx.recv() => match jobs {
-                        Some(jobs) => self.enqueue(jobs, &mut queue, &mut done).await?,
-                        None => open = false,
-                    },
-                    _ = stop.cancelled() => {}
-                }
+                    (n, refilled)
+                }));
                 continue;
             }
+            if idle {
+                // Nothing in flight and nothing to claim yet: record what finished.
+                self.record(&mut done).await?;
+                if stopping {
+                    return Ok(());
+                }
+            }
+            let waiting = drained && !paused;
             tokio::select! {
-                Some((n, marked)) = marking.next() => {
+                Some((n, refilled)) = marking.next() => {
                     promised -= n;
-                    for job in marked? {
+                    let Refilled { claimed, last, jobs } = refilled?;
+                    cursor.advance(last);
+                    if claimed < n {
+                        drained = true;
+                        poll_at = Instant::now() + self.poll;
+                    }
+                    let (logged, direct): (Vec<Job>, Vec<Job>) = jobs
+                        .into_iter()
+                        .partition(|j| self.transports.is_logged(j.message.channel));
+                    for job in direct {
                         in_flight.push(async move {
                             let started = std::time::Instant::now();
                             let result = self.transports.send_one(&job.message).await;
@@ -124,68 +152,49 @@ impl DeliveryWorker {
                             (job, result)
                         });
                     }
+                    self.send_logged(logged, &mut done).await;
                 }
                 Some((job, result)) = in_flight.next() => self.settle(job, result, &mut done),
+                _ = self.wake.notified(), if waiting => drained = false,
+                _ = tokio::time::sleep_until(poll_at), if waiting => drained = false,
+                _ = self.claims.released(), if paused => {}
+                _ = stop.cancelled(), if !stopping => {}
             }
         }
     }
 
-    /// Takes a prepared batch: messages for the log channel go out at once, in waves (one
-    /// write and fsync each); the rest join the window's queue.
-    async fn enqueue(
-        &self,
-        jobs: Vec<Job>,
-        queue: &mut VecDeque<Job>,
-        done: &mut Unrecorded,
-    ) -> Result<(), StoreError> {
+    /// Sends `jobs` to the end, at most a window's worth at once (a [`DeliveryWorker::step`]).
+    pub(super) async fn send_all(&self, jobs: Vec<Job>, done: &mut Unrecorded) {
         let (logged, direct): (Vec<Job>, Vec<Job>) = jobs
             .into_iter()
             .partition(|j| self.transports.is_logged(j.message.channel));
-        queue.extend(direct);
-        let mut pending = logged.into_iter().peekable();
+        self.send_logged(logged, done).await;
+        let mut results = futures_util::stream::iter(direct)
+            .map(|job| async move {
+                let result = self.transports.send_one(&job.message).await;
+                (job, result)
+            })
+            .buffer_unordered(self.concurrency.max(1));
+        while let Some((job, result)) = results.next().await {
+            self.settle(job, result, done);
+        }
+    }
+
+    /// Sends messages for the log channel in waves of a window (one write and fsync each).
+    async fn send_logged(&self, jobs: Vec<Job>, done: &mut Unrecorded) {
+        let mut pending = jobs.into_iter().peekable();
         while pending.peek().is_some() {
             let wave: Vec<Job> = pending.by_ref().take(self.concurrency.max(1)).collect();
-            let outcomes = std::mem::take(&mut done.outcomes);
-            let faults = std::mem::take(&mut done.faults);
-            let wave = self.mark_ours(outcomes, faults, wave).await?;
             let messages: Vec<Outbound> = wave.iter().map(|j| j.message.clone()).collect();
             let results = self.transports.send_logged(&messages).await;
             for (job, result) in wave.into_iter().zip(results) {
                 self.settle(job, result, done);
             }
         }
-        Ok(())
-    }
-
-    /// Records `outcomes` and marks `next` `sending` in one transaction, fenced by each claim's
-    /// attempt number (a notice that went stale and was claimed again by another worker is
-    /// left to it); returns the jobs that are still ours to send.
-    async fn mark_ours(
-        &self,
-        outcomes: Vec<NoticeOutcome>,
-        faults: HashSet<String>,
-        next: Vec<Job>,
-    ) -> Result<Vec<Job>, StoreError> {
-        let fence: Vec<(i64, i64)> = next
-            .iter()
-            .map(|j| (j.claim.id, j.claim.attempts))
-            .collect();
-        let now = millis(self.clock.now());
-        let ours: HashSet<i64> = self
-            .store
-            .advance_wave(&outcomes, &fence, now)
-            .await?
-            .into_iter()
-            .collect();
-        self.report_dirty(faults);
-        Ok(next
-            .into_iter()
-            .filter(|j| ours.contains(&j.claim.id))
-            .collect())
     }
 
     /// Writes the unrecorded outcomes and bad contacts.
-    async fn record(&self, done: &mut Unrecorded) -> Result<(), StoreError> {
+    pub(super) async fn record(&self, done: &mut Unrecorded) -> Result<(), StoreError> {
         if !done.outcomes.is_empty() {
             self.store
                 .finish_notices(&done.outcomes, millis(self.clock.now()))
@@ -200,29 +209,14 @@ impl DeliveryWorker {
         Ok(())
     }
 
-    /// Puts claims that were never sent back in the queue, their attempt not counted.
-    pub(super) async fn release(&self, jobs: &[Job]) -> Result<(), StoreError> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let fence: Vec<(i64, i64)> = jobs
-            .iter()
-            .map(|j| (j.claim.id, j.claim.attempts))
-            .collect();
-        self.store
-            .release_claims(&fence, millis(self.clock.now()))
-            .await
-    }
-
     /// Tells the status publisher which faults' notice counts changed.
-    fn report_dirty(&self, faults: HashSet<String>) {
+    pub(super) fn report_dirty(&self, faults: HashSet<String>) {
         if let Some(dirty) = &self.dirty {
             for id in faults.iter().filter_map(|f| FaultId::parse(f).ok()) {
                 let _ = dirty.send(id);
             }
         }
     }
-
     /// Turns one send's result into the notice's outcome, noting a contact the provider called
     /// bad.
     fn settle(&self, job: Job, result: Result<String, ChannelError>, done: &mut Unrecorded) {
@@ -305,5 +299,39 @@ impl DeliveryWorker {
             .saturating_mul(1 << attempts.clamp(1, 16).saturating_sub(1));
         let capped = exp.min(Duration::from_secs(600));
         capped.mul_f64(rand::Rng::random_range(&mut rand::rng(), 0.75..1.25))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: i64) -> QueueKey {
+        QueueKey {
+            priority: 1,
+            due_at: 0,
+            id,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cursor_reads_from_the_front_once_per_poll() {
+        let poll = Duration::from_millis(200);
+        let mut cursor = Cursor::new();
+        assert_eq!(
+            cursor.start(poll),
+            None,
+            "the first claim reads from the front"
+        );
+        cursor.advance(Some(key(10)));
+        // A refill that started earlier ends later with smaller keys: no step back.
+        cursor.advance(Some(key(4)));
+        cursor.advance(None);
+        tokio::time::advance(Duration::from_millis(150)).await;
+        assert_eq!(cursor.start(poll), Some(key(10)));
+        tokio::time::advance(Duration::from_millis(60)).await;
+        assert_eq!(cursor.start(poll), None, "a poll interval has passed");
+        cursor.advance(Some(key(20)));
+        assert_eq!(cursor.start(poll), Some(key(20)));
     }
 }

@@ -1,5 +1,6 @@
 //! The delivery worker: claim due notices, choose a channel, render, send, record. Written as
-//! one step ([`DeliveryWorker::step`]) and a loop around it ([`DeliveryWorker::run`]).
+//! one step ([`DeliveryWorker::step`]) and a loop around it ([`DeliveryWorker::run`], with the
+//! sliding window of `sender`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pause::ClaimPause;
 use super::plan::{choose, quiet_until, Choice, Contact};
+use super::sender::Unrecorded;
 use super::supersede::{self, Facts, Notice};
 use super::templates::{Context, Dispatch, Templates};
 use crate::channels::{Outbound, Transports};
@@ -18,7 +20,8 @@ use crate::clock::Clock;
 use crate::domain::{Channel, Email, FaultId, Phone};
 use crate::shared::SharedBook;
 use crate::store::{
-    from_millis, millis, ClaimedNotice, ContactRow, NoticeOutcome, Store, StoreError,
+    from_millis, millis, Claim, ClaimRequest, ClaimedNotice, ContactRow, NoticeOutcome, QueueKey,
+    Store, StoreError,
 };
 
 /// Sends the outbox.
@@ -32,6 +35,7 @@ pub struct DeliveryWorker {
     /// Transient failures tolerated per channel before falling back to the next one.
     pub max_attempts: u32,
     pub retry_base: Duration,
+    /// The most notices one claim takes.
     pub batch_size: usize,
     /// Sends in flight at once.
     pub concurrency: usize,
@@ -54,11 +58,21 @@ pub(super) struct Job {
     pub message: Outbound,
 }
 
+/// What one refill brought: how many notices it claimed, the last of them in queue order, and
+/// those of them to send.
+pub(super) struct Refilled {
+    pub claimed: usize,
+    pub last: Option<QueueKey>,
+    pub jobs: Vec<Job>,
+}
+
+/// Notice kinds whose fate depends on another notice of the same customer and episode (see
+/// [`supersede::reason`]): `(kind, the kind it depends on)`.
+const DEPENDS: [(&str, &str); 2] = [("etr_update", "outage"), ("planned_cancelled", "planned")];
+
 impl DeliveryWorker {
-    /// Runs until `stop`. Claiming and preparing the next batch overlaps with sending the
-    /// current one (one prepared batch waits in between at most), so a fan-out's window of
-    /// requests stays full across batch boundaries. On `stop` the requests in flight finish and
-    /// claims not yet sent go back in the queue.
+    /// Runs until `stop`: on `stop` the requests in flight finish and are recorded; notices
+    /// not claimed yet stay queued.
     pub async fn run(self, stop: CancellationToken) {
         // A crash may have left notices `sending`: settle them before anything else (later
         // ones are the retry sweeper's job).
@@ -67,176 +81,105 @@ impl DeliveryWorker {
         {
             tracing::error!(error = %e, "cannot check for interrupted notices");
         }
-        let (tx, mut rx) = mpsc::channel(1);
-        let send = async {
-            while let Err(e) = self.deliver(&mut rx, &stop).await {
-                tracing::error!(error = %e, "sending notices failed; will retry");
-                tokio::time::sleep(self.poll).await;
+        while let Err(e) = self.deliver(&stop).await {
+            tracing::error!(error = %e, "sending notices failed; will retry");
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(self.poll) => {}
             }
-        };
-        tokio::join!(self.feed(tx, &stop), send);
+        }
         tracing::info!("delivery worker stopped");
     }
 
-    /// The claiming half: claims, prepares and hands over batches until `stop`.
-    async fn feed(&self, tx: mpsc::Sender<Vec<Job>>, stop: &CancellationToken) {
-        // After a pause the first claim is one window's worth, so the first notices leave
-        // without waiting for a whole batch to be read and rendered.
-        let first = self.concurrency.clamp(1, self.batch_size.max(1));
-        let mut size = first;
-        while !stop.is_cancelled() {
-            if self.claims.is_held() {
-                tokio::select! {
-                    biased;
-                    _ = stop.cancelled() => break,
-                    _ = self.claims.released() => {}
-                }
-            }
-            let jobs = match self.claim_batch(size).await {
-                Ok(Some((_, jobs))) => jobs,
-                Ok(None) => {
-                    size = first;
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(self.poll) => {}
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming notices failed; will retry");
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(self.poll) => {}
-                    }
-                    continue;
-                }
-            };
-            size = self.batch_size.max(1);
-            if jobs.is_empty() {
-                continue; // the whole batch ended without sending (suppressed, waiting, …)
-            }
-            // Stop first: once the sender has stopped, nobody reads the channel.
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => {
-                    if let Err(e) = self.release(&jobs).await {
-                        tracing::error!(error = %e, "cannot release unsent claims; the sweeper will");
-                    }
-                    break;
-                }
-                permit = tx.reserve() => match permit {
-                    Ok(permit) => permit.send(jobs),
-                    Err(_) => break,
-                },
-            }
-        }
-    }
-
-    /// One batch, claimed and sent to the end: returns how many notices it handled.
+    /// One batch, claimed and sent to the end: returns how many notices it claimed.
     pub async fn step(&self) -> Result<usize, StoreError> {
-        let Some((n, jobs)) = self.claim_batch(self.batch_size).await? else {
-            return Ok(0);
+        let claim = ClaimRequest {
+            limit: self.batch_size.max(1),
+            after: None,
         };
-        let (tx, mut rx) = mpsc::channel(1);
-        let _ = tx.send(jobs).await;
-        drop(tx);
-        self.deliver(&mut rx, &CancellationToken::new()).await?;
-        Ok(n)
+        let refilled = self.refill(Vec::new(), claim).await?;
+        let mut done = Unrecorded::default();
+        self.send_all(refilled.jobs, &mut done).await;
+        self.record(&mut done).await?;
+        Ok(refilled.claimed)
     }
 
-    /// Claims up to `limit` due notices and prepares them. Notices that end without a send
-    /// (suppressed, waiting for quiet hours, unreachable) are recorded here; the rest are
-    /// returned to be sent, with how many were claimed. `None` when nothing was due.
-    async fn claim_batch(&self, limit: usize) -> Result<Option<(usize, Vec<Job>)>, StoreError> {
+    /// One refill (see [`Store::refill`]): records `finished`, claims the due notices `claim`
+    /// asks for and prepares them; notices that end without a send are recorded in the same
+    /// transaction, and their faults reported.
+    pub(super) async fn refill(
+        &self,
+        finished: Vec<NoticeOutcome>,
+        claim: ClaimRequest,
+    ) -> Result<Refilled, StoreError> {
+        let enabled = self.transports.carries();
         let now = millis(self.clock.now());
-        let claimed = self.store.claim_due_notices(now, limit as i64).await?;
-        if claimed.is_empty() {
-            return Ok(None);
-        }
-        let ids: Vec<String> = claimed.iter().map(|n| n.customer_id.clone()).collect();
-        let contacts: HashMap<String, Contact> = self
+        let (refilled, faults) = self
             .store
-            .contacts(&ids)
-            .await?
+            .refill(&finished, claim, &DEPENDS, now, |claim| {
+                self.prepare_claim(claim, &enabled)
+            })
+            .await?;
+        self.report_dirty(faults);
+        Ok(refilled)
+    }
+
+    /// Prepares what a refill claimed: the jobs to send, and the outcomes of the notices that
+    /// end here (with their faults).
+    fn prepare_claim(
+        &self,
+        claim: Claim,
+        enabled: &[Channel],
+    ) -> (Vec<NoticeOutcome>, (Refilled, HashSet<String>)) {
+        let contacts: HashMap<String, Contact> = claim
+            .contacts
             .into_iter()
             .map(|c| (c.customer_id.clone(), contact(c)))
             .collect();
-        let enabled = self.transports.carries();
-        let siblings = self.siblings(&claimed).await?;
-        let mut outcomes = Vec::new();
+        let mut related: HashMap<(String, i64, String), Vec<String>> = HashMap::new();
+        for r in claim.related {
+            let key = (r.customer_id, r.episode_started_at, r.kind);
+            related.entry(key).or_default().push(r.state);
+        }
+        let claimed = claim.notices.len();
+        let last = claim.notices.iter().map(ClaimedNotice::key).max();
+        let mut jobs = Vec::with_capacity(claimed);
+        let mut ended = Vec::new();
         let mut faults = HashSet::new();
-        let count = claimed.len();
-        let mut jobs = Vec::with_capacity(count);
-        for notice in claimed {
-            let key = (notice.customer_id.clone(), notice.episode_started_at);
-            let related = siblings.get(&key).map_or(&[][..], Vec::as_slice);
-            match self.prepare(
-                &notice,
-                contacts.get(&notice.customer_id),
-                related,
-                &enabled,
-            ) {
-                Prepared::Send(message) => jobs.push(Job {
+        for notice in claim.notices {
+            let siblings = DEPENDS
+                .iter()
+                .find(|(kind, _)| *kind == notice.kind)
+                .and_then(|(_, on)| {
+                    let key = (
+                        notice.customer_id.clone(),
+                        notice.episode_started_at,
+                        on.to_string(),
+                    );
+                    related.get(&key)
+                })
+                .map_or(&[][..], Vec::as_slice);
+            let contact = contacts.get(&notice.customer_id);
+            match self.try_prepare(&notice, contact, siblings, enabled) {
+                Ok(message) => jobs.push(Job {
                     claim: notice,
                     message,
                 }),
-                Prepared::Done(outcome) => {
+                Err(outcome) => {
                     faults.insert(notice.fault_id);
-                    outcomes.push(outcome);
+                    ended.push(*outcome);
                 }
             }
         }
-        if !outcomes.is_empty() {
-            self.store
-                .finish_notices(&outcomes, millis(self.clock.now()))
-                .await?;
-            if let Some(dirty) = &self.dirty {
-                for id in faults.iter().filter_map(|f| FaultId::parse(f).ok()) {
-                    let _ = dirty.send(id);
-                }
-            }
-        }
-        Ok(Some((count, jobs)))
-    }
-
-    /// States of the notices the claimed ones depend on (see [`supersede::reason`]), by
-    /// (customer, episode): one query per kind.
-    async fn siblings(
-        &self,
-        claimed: &[ClaimedNotice],
-    ) -> Result<HashMap<(String, i64), Vec<String>>, StoreError> {
-        let mut out: HashMap<(String, i64), Vec<String>> = HashMap::new();
-        for (kind, related) in [("etr_update", "outage"), ("planned_cancelled", "planned")] {
-            let pairs: Vec<(String, i64)> = claimed
-                .iter()
-                .filter(|n| n.kind == kind)
-                .map(|n| (n.customer_id.clone(), n.episode_started_at))
-                .collect();
-            if pairs.is_empty() {
-                continue;
-            }
-            for (c, e, state) in self.store.notice_states_for(&pairs, related).await? {
-                out.entry((c, e)).or_default().push(state);
-            }
-        }
-        Ok(out)
+        let refilled = Refilled {
+            claimed,
+            last,
+            jobs,
+        };
+        (ended, (refilled, faults))
     }
 
     /// The message for a notice, or the outcome that ends it without sending.
-    fn prepare(
-        &self,
-        n: &ClaimedNotice,
-        contact: Option<&Contact>,
-        siblings: &[String],
-        enabled: &[Channel],
-    ) -> Prepared {
-        match self.try_prepare(n, contact, siblings, enabled) {
-            Ok(message) => Prepared::Send(message),
-            Err(outcome) => Prepared::Done(*outcome),
-        }
-    }
-
     fn try_prepare(
         &self,
         n: &ClaimedNotice,
@@ -374,12 +317,6 @@ impl DeliveryWorker {
             until: fault.map(|f| f.restored_at.unwrap_or_else(|| self.clock.now())),
         }
     }
-}
-
-/// What to do with a claimed notice.
-enum Prepared {
-    Send(Outbound),
-    Done(NoticeOutcome),
 }
 
 /// A stored contact, parsed. Values that no longer parse are treated as missing.

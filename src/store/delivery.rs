@@ -5,7 +5,7 @@ use sqlx::Row;
 use super::{on_pool, Store, StoreError};
 use crate::domain::Channel;
 
-/// A notice claimed for sending (its row is `claimed` now, `sending` once its request leaves).
+/// A notice claimed for sending: its row is `sending` from the claim's commit on.
 #[derive(Debug, Clone)]
 pub struct ClaimedNotice {
     pub id: i64,
@@ -18,6 +18,72 @@ pub struct ClaimedNotice {
     pub attempts: i64,
     /// Channels that failed permanently for this notice, `|`-separated.
     pub failed_channels: String,
+    pub priority: i64,
+    pub due_at: i64,
+}
+
+impl ClaimedNotice {
+    /// Its place in the queue.
+    pub fn key(&self) -> QueueKey {
+        QueueKey {
+            priority: self.priority,
+            due_at: self.due_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A notice's place in the queue: claims take the smallest keys first (most urgent priority,
+/// then earliest due).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QueueKey {
+    pub priority: i64,
+    pub due_at: i64,
+    pub id: i64,
+}
+
+impl QueueKey {
+    /// Before every notice.
+    const FRONT: Self = Self {
+        priority: i64::MIN,
+        due_at: i64::MIN,
+        id: i64::MIN,
+    };
+}
+
+/// What a refill claims: up to `limit` due notices, those after `after` first.
+///
+/// On PostgreSQL every notice claimed leaves a dead entry at the front of the queue index
+/// until a vacuum, and a claim that reads the queue from its front walks all of them: midway
+/// through a million-notice fan-out that is some 7.5 ms per claim, and a minute of the
+/// server's CPU over the fan-out's refills (docs/PERFORMANCE.md). A claim after the last key
+/// claimed starts past them. When fewer notices than `limit` are due after `after`, the claim
+/// reads the rest from the front, so nothing behind the cursor waits for long.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClaimRequest {
+    pub limit: usize,
+    pub after: Option<QueueKey>,
+}
+
+/// What a refill claimed, with what preparing it needs, read in the claim's transaction.
+#[derive(Debug, Default)]
+pub struct Claim {
+    /// The claimed notices, `sending` once the refill commits, by id.
+    pub notices: Vec<ClaimedNotice>,
+    /// Their recipients' contacts (a recipient that no longer exists has none).
+    pub contacts: Vec<ContactRow>,
+    /// States of the notices the claimed ones depend on.
+    pub related: Vec<RelatedState>,
+}
+
+/// The state of a notice another one depends on: the outage notice of an `etr_update`, the
+/// advance notices of a `planned_cancelled` (same customer and episode).
+#[derive(Debug, Clone)]
+pub struct RelatedState {
+    pub customer_id: String,
+    pub episode_started_at: i64,
+    pub kind: String,
+    pub state: String,
 }
 
 /// (staff id, name, phone, email, languages) of a staff member.
@@ -78,13 +144,18 @@ pub struct NoticeView {
     pub reason: Option<String>,
 }
 
-const CLAIM_SQLITE: &str = "UPDATE notices SET state = 'claimed', attempts = attempts + 1, updated_at = $1 \
-    WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 ORDER BY priority, due_at, id LIMIT $2) \
-    RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels, variant";
+// A claim marks notices `sending` at once: the refill that claims them prepares them in the same
+// transaction and records there whatever ends without a send, so from its commit on every
+// `sending` row is one whose request is about to leave, and a crash leaves no other in doubt.
+const CLAIM_SQLITE: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
+    WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 AND (priority, due_at, id) > ($3, $4, $5) \
+    ORDER BY priority, due_at, id LIMIT $2) \
+    RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels, variant, priority, due_at";
 // SKIP LOCKED lets several daemons claim from one outbox without waiting on each other.
-const CLAIM_POSTGRES: &str = "UPDATE notices SET state = 'claimed', attempts = attempts + 1, updated_at = $1 \
-    WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 ORDER BY priority, due_at, id \
-    LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels, variant";
+const CLAIM_POSTGRES: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
+    WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 AND (priority, due_at, id) > ($3, $4, $5) \
+    ORDER BY priority, due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+    RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels, variant, priority, due_at";
 
 /// The claimed notices of a claim's `RETURNING` rows.
 macro_rules! claimed_from {
@@ -101,10 +172,38 @@ macro_rules! claimed_from {
                     attempts: r.try_get(5)?,
                     failed_channels: r.try_get(6)?,
                     variant: r.try_get(7)?,
+                    priority: r.try_get(8)?,
+                    due_at: r.try_get(9)?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
     };
+}
+
+/// Claims what `$request` asks for with `$sql` inside the transaction `$tx` (see
+/// [`ClaimRequest`]); evaluates to the claimed notices.
+macro_rules! claim_in {
+    ($tx:expr, $sql:expr, $request:expr, $now:expr) => {{
+        let request: ClaimRequest = $request;
+        let mut claimed: Vec<ClaimedNotice> = Vec::new();
+        let mut from = request.after;
+        while request.limit > claimed.len() {
+            let key = from.unwrap_or(QueueKey::FRONT);
+            let rows = sqlx::query($sql)
+                .bind($now)
+                .bind(i64::try_from(request.limit - claimed.len()).unwrap_or(i64::MAX))
+                .bind(key.priority)
+                .bind(key.due_at)
+                .bind(key.id)
+                .fetch_all(&mut *$tx)
+                .await?;
+            claimed.extend(claimed_from!(rows)?);
+            if from.take().is_none() {
+                break; // read from the front: nothing more is due
+            }
+        }
+        claimed
+    }};
 }
 
 /// Whether an outcome is the common case, sent on the channel planned: written in bulk.
@@ -119,10 +218,6 @@ const SENT_PG: &str = "UPDATE notices SET state = 'sent', reason = NULL, sent_at
     channel = v.channel, language = v.language, body = v.body, provider_id = v.provider_id, \
     segments = v.segments FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
     $7::bigint[]) AS v(id, channel, language, body, provider_id, segments) WHERE notices.id = v.id";
-const SENDING_PG: &str = "UPDATE notices SET state = 'sending', updated_at = $1 \
-    FROM UNNEST($2::bigint[], $3::bigint[]) AS v(id, attempts) WHERE notices.id = v.id \
-    AND notices.attempts = v.attempts AND notices.state = 'claimed' RETURNING notices.id";
-
 /// Records plainly sent outcomes on PostgreSQL inside the caller's transaction.
 async fn sent_pg(
     tx: &mut sqlx::PgConnection,
@@ -197,200 +292,215 @@ macro_rules! finish_in {
     }};
 }
 
-/// Updates claims that are still as claimed (`claimed`, same attempt number) inside the
-/// caller's transaction, with `set` (a fixed SET clause); evaluates to the ids updated.
-macro_rules! fenced_in {
-    ($tx:expr, $db:ty, $claims:expr, $now:expr, $set:expr) => {{
-        let mut marked: Vec<i64> = Vec::with_capacity($claims.len());
-        for chunk in $claims.chunks(super::CHUNK_ROWS) {
-            let mut q = sqlx::QueryBuilder::<$db>::new($set);
-            q.push(", updated_at = ");
-            q.push_bind($now).push(" FROM (");
-            q.push_values(chunk, |mut b, (id, attempts)| {
-                b.push_bind(*id).push_bind(*attempts);
-            });
-            q.push(
-                ") AS v WHERE notices.id = v.column1 AND notices.attempts = v.column2 \
-                    AND notices.state = 'claimed' RETURNING notices.id",
-            );
-            let ids: Vec<i64> = q
-                .build_query_scalar()
-                .persistent(false)
-                .fetch_all(&mut *$tx)
-                .await?;
-            marked.extend(ids);
-        }
-        marked
-    }};
-}
-
-/// Marks claims `sending` on SQLite inside the caller's transaction, fenced like
-/// [`fenced_in!`]; returns the ids marked. Every claim is still ours unless a stale claim was
-/// taken back meanwhile, so the update counts rows instead of returning them (sqlx hands each
-/// returned row from SQLite's thread to ours one at a time: a million hops in a
-/// million-notice fan-out), and only a short count asks which ones are ours.
-async fn sending_sqlite(
-    tx: &mut sqlx::SqliteConnection,
-    claims: &[(i64, i64)],
-    now: i64,
-) -> Result<Vec<i64>, sqlx::Error> {
-    let mut marked = 0;
-    for chunk in claims.chunks(super::CHUNK_ROWS) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "UPDATE notices SET state = 'sending', updated_at = ",
-        );
-        q.push_bind(now).push(" FROM (");
-        q.push_values(chunk, |mut b, (id, attempts)| {
-            b.push_bind(*id).push_bind(*attempts);
-        });
-        q.push(
-            ") AS v WHERE notices.id = v.column1 AND notices.attempts = v.column2 \
-             AND notices.state = 'claimed'",
-        );
-        marked += q
-            .build()
-            .persistent(false)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-    }
-    if marked == claims.len() as u64 {
-        return Ok(claims.iter().map(|c| c.0).collect());
-    }
-    // Ours are the ones now `sending` under our attempt number, marked at `now`: a claim
-    // number is never handed out twice.
-    let mut ours = Vec::with_capacity(marked as usize);
-    for chunk in claims.chunks(super::CHUNK_ROWS) {
-        let mut q =
-            sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT notices.id FROM notices JOIN (");
-        q.push_values(chunk, |mut b, (id, attempts)| {
-            b.push_bind(*id).push_bind(*attempts);
-        });
-        q.push(
-            ") AS v ON notices.id = v.column1 AND notices.attempts = v.column2 \
-             WHERE notices.state = 'sending' AND notices.updated_at = ",
-        );
-        q.push_bind(now);
-        let ids: Vec<i64> = q
-            .build_query_scalar()
-            .persistent(false)
-            .fetch_all(&mut *tx)
-            .await?;
-        ours.extend(ids);
-    }
-    Ok(ours)
-}
-
 const FINISH_ONE: &str =
     "UPDATE notices SET state = $1, channel = $2, language = $3, body = $4, provider_id = $5, \
     reason = $6, sent_at = CASE WHEN $1 = 'sent' THEN $7 ELSE sent_at END, updated_at = $7, \
     due_at = COALESCE($9, due_at), failed_channels = COALESCE($10, failed_channels), \
     attempts = attempts - $11, segments = $12 WHERE id = $8";
 
+/// Contacts of these recipients (customers, and `staff:` ids), read through `$ex` (a pool or
+/// `&mut *tx`, evaluated once per statement); evaluates to `Vec<ContactRow>`.
+macro_rules! contacts_with {
+    ($ex:expr, $db:ty, $ids:expr) => {{
+        let prefix = crate::staffing::service::STAFF_PREFIX;
+        let (staff, customers): (Vec<&String>, Vec<&String>) =
+            $ids.iter().partition(|id| id.starts_with(prefix));
+        let mut out: Vec<ContactRow> = Vec::with_capacity($ids.len());
+        for chunk in customers.chunks(super::CHUNK_ROWS) {
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "SELECT customer_id, name, CASE WHEN phone_status IS NULL THEN phone END, \
+                 CASE WHEN email_status IS NULL THEN email END, push_token, language, channels, timezone, \
+                 critical, quiet_hours FROM customers WHERE customer_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind((*id).clone());
+            }
+            q.push(")");
+            let rows = q.build().persistent(false).fetch_all($ex).await?;
+            for r in &rows {
+                out.push(ContactRow {
+                    customer_id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    phone: r.try_get(2)?,
+                    email: r.try_get(3)?,
+                    push_token: r.try_get(4)?,
+                    language: r.try_get(5)?,
+                    channels: r.try_get(6)?,
+                    timezone: r.try_get(7)?,
+                    critical: r.try_get(8)?,
+                    quiet_hours: r.try_get(9)?,
+                });
+            }
+        }
+        for chunk in staff.chunks(super::CHUNK_ROWS) {
+            let mut q = sqlx::QueryBuilder::<$db>::new(
+                "SELECT staff_id, name, phone, email, languages FROM staff WHERE staff_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.trim_start_matches(prefix).to_owned());
+            }
+            q.push(")");
+            let rows: Vec<StaffContact> =
+                q.build_query_as().persistent(false).fetch_all($ex).await?;
+            out.extend(rows.into_iter().map(|(id, name, phone, email, languages)| ContactRow {
+                customer_id: format!("{prefix}{id}"),
+                name,
+                phone,
+                email,
+                push_token: None,
+                language: languages.split('|').next().unwrap_or("en").to_owned(),
+                channels: "sms|email".into(),
+                timezone: "UTC".into(),
+                critical: Some("staff".into()),
+                quiet_hours: None,
+            }));
+        }
+        out
+    }};
+}
+
+/// The states of the notices that claimed ones depend on (`$depends`: `(kind, depends on
+/// kind)`), same customer and episode, read inside the transaction `$tx`; evaluates to
+/// `Vec<RelatedState>`.
+macro_rules! related_in {
+    ($tx:expr, $db:ty, $notices:expr, $depends:expr) => {{
+        let mut out: Vec<RelatedState> = Vec::new();
+        for &(kind, on) in $depends {
+            let pairs: Vec<(&str, i64)> = $notices
+                .iter()
+                .filter(|n| n.kind == kind)
+                .map(|n| (n.customer_id.as_str(), n.episode_started_at))
+                .collect();
+            for chunk in pairs.chunks(super::CHUNK_ROWS) {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT customer_id, episode_started_at, state FROM notices WHERE kind = ",
+                );
+                q.push_bind(on.to_owned())
+                    .push(" AND (customer_id, episode_started_at) IN (");
+                let mut list = q.separated(", ");
+                for (c, e) in chunk {
+                    list.push("(")
+                        .push_bind_unseparated((*c).to_owned())
+                        .push_unseparated(", ")
+                        .push_bind_unseparated(*e)
+                        .push_unseparated(")");
+                }
+                q.push(")");
+                let rows: Vec<(String, i64, String)> = q
+                    .build_query_as()
+                    .persistent(false)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+                out.extend(
+                    rows.into_iter()
+                        .map(|(customer_id, episode_started_at, state)| RelatedState {
+                            customer_id,
+                            episode_started_at,
+                            kind: on.to_owned(),
+                            state,
+                        }),
+                );
+            }
+        }
+        out
+    }};
+}
+
+/// The rest of a refill after its claim, inside the transaction `$tx`: reads what preparing the
+/// claimed notices needs, runs `$prepare`, records the outcomes it ended them with; evaluates
+/// to what `$prepare` returned.
+macro_rules! prepared_in {
+    ($tx:expr, $db:ty, $notices:expr, $depends:expr, $prepare:expr, $now:expr) => {{
+        let mut notices: Vec<ClaimedNotice> = $notices;
+        notices.sort_by_key(|n| n.id);
+        let (contacts, related) = if notices.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let ids: Vec<String> = notices.iter().map(|n| n.customer_id.clone()).collect();
+            let contacts = contacts_with!(&mut *$tx, $db, ids);
+            (contacts, related_in!($tx, $db, notices, $depends))
+        };
+        let (ended, out) = $prepare(Claim {
+            notices,
+            contacts,
+            related,
+        });
+        finish_one_by_one!($tx, &ended, $now);
+        out
+    }};
+}
+
 impl Store {
-    /// Marks up to `limit` due notices `claimed` (most urgent first) and returns them; each is
-    /// marked `sending`, and committed so, before its request leaves.
-    pub async fn claim_due_notices(
+    /// One refill of the delivery window, in one transaction:
+    /// 1. records `finished` (outcomes of sends that ended since the last refill);
+    /// 2. claims the due notices `claim` asks for, most urgent first, straight into `sending`
+    ///    (on PostgreSQL skipping rows another refill holds);
+    /// 3. reads their recipients' contacts and the states of the notices of `depends` kinds
+    ///    they depend on (`(kind, depends on kind)`), and hands all of it to `prepare`;
+    /// 4. records the outcomes `prepare` ends without a send (suppressed, waiting for quiet
+    ///    hours, unreachable), then commits and returns what `prepare` returned.
+    ///
+    /// Claiming, preparing and recording in one transaction is what lets a claim go straight to
+    /// `sending` (one row write per notice fewer than a separate claim): nothing the claim did
+    /// is visible before the commit, and from the commit on every claimed notice that is still
+    /// `sending` is one whose request is about to leave, so a crash can leave only those in
+    /// doubt. `prepare` runs inside the transaction and must be quick (no I/O).
+    pub async fn refill<T>(
         &self,
+        finished: &[NoticeOutcome],
+        claim: ClaimRequest,
+        depends: &[(&str, &str)],
         now: i64,
-        limit: i64,
-    ) -> Result<Vec<ClaimedNotice>, StoreError> {
-        let rows = match self {
+        prepare: impl FnOnce(Claim) -> (Vec<NoticeOutcome>, T),
+    ) -> Result<T, StoreError> {
+        let out = match self {
             Store::Sqlite(pool) => {
-                let rows = sqlx::query(CLAIM_SQLITE)
-                    .bind(now)
-                    .bind(limit)
-                    .fetch_all(pool);
-                claimed_from!(rows.await?)
+                type Db = sqlx::Sqlite;
+                let mut tx = pool.begin().await?;
+                finish_in!(tx, Db, finished, now);
+                let notices = claim_in!(tx, CLAIM_SQLITE, claim, now);
+                let out = prepared_in!(tx, Db, notices, depends, prepare, now);
+                tx.commit().await?;
+                out
             }
             Store::Postgres(pool) => {
-                // Statistics lag a fan-out: just after a million notices were written the
-                // planner still takes the queue for nearly empty, and plans a bitmap scan and a
-                // sort of every queued notice per claim (0.1–0.5 s each; 20 s of a
-                // million-notice fan-out). The queue index holds them in claim order already:
-                // ruling the sort out makes a claim a walk of its first `limit` entries.
+                type Db = sqlx::Postgres;
                 let mut tx = pool.begin().await?;
-                sqlx::query("SET LOCAL enable_sort = off")
-                    .execute(&mut *tx)
-                    .await?;
-                let rows = sqlx::query(CLAIM_POSTGRES).bind(now).bind(limit);
-                let rows = claimed_from!(rows.fetch_all(&mut *tx).await?);
+                let (sent, other): (Vec<&NoticeOutcome>, Vec<&NoticeOutcome>) =
+                    finished.iter().partition(|o| plainly_sent(o));
+                if !sent.is_empty() {
+                    sent_pg(&mut tx, &sent, now).await?;
+                }
+                finish_one_by_one!(tx, other, now);
+                let notices = if claim.limit > 0 {
+                    // Statistics lag a fan-out: just after a million notices were written the
+                    // planner still takes the queue for nearly empty, and plans a bitmap scan
+                    // and a sort of every queued notice per claim (0.1–0.5 s each; 20 s of a
+                    // million-notice fan-out). The queue index holds them in claim order
+                    // already: ruling the sort out makes a claim a walk of `limit` entries
+                    // from where it starts (see `ClaimRequest`).
+                    sqlx::query("SET LOCAL enable_sort = off")
+                        .execute(&mut *tx)
+                        .await?;
+                    claim_in!(tx, CLAIM_POSTGRES, claim, now)
+                } else {
+                    Vec::new()
+                };
+                let out = prepared_in!(tx, Db, notices, depends, prepare, now);
                 tx.commit().await?;
-                rows
+                out
             }
         };
-        let mut claimed = rows?;
-        claimed.sort_by_key(|n| n.id);
-        Ok(claimed)
+        Ok(out)
     }
 
     /// Contacts of these recipients: customers, and staff (`staff:` ids, for dispatches) by
     /// SMS, else e-mail, in their first language.
     pub async fn contacts(&self, customer_ids: &[String]) -> Result<Vec<ContactRow>, StoreError> {
-        let prefix = crate::staffing::service::STAFF_PREFIX;
-        let (staff, customers): (Vec<String>, Vec<String>) = customer_ids
-            .iter()
-            .cloned()
-            .partition(|id| id.starts_with(prefix));
-        let mut out = self.customer_contacts(&customers).await?;
-        for chunk in staff.chunks(super::CHUNK_ROWS) {
-            let rows: Vec<StaffContact> = on_pool!(self, pool, Db => {
-                let mut q = sqlx::QueryBuilder::<Db>::new(
-                    "SELECT staff_id, name, phone, email, languages FROM staff WHERE staff_id IN (",
-                );
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.trim_start_matches(prefix).to_owned());
-                }
-                q.push(")");
-                q.build_query_as().persistent(false).fetch_all(pool).await?
-            });
-            out.extend(
-                rows.into_iter()
-                    .map(|(id, name, phone, email, languages)| ContactRow {
-                        customer_id: format!("{prefix}{id}"),
-                        name,
-                        phone,
-                        email,
-                        push_token: None,
-                        language: languages.split('|').next().unwrap_or("en").to_owned(),
-                        channels: "sms|email".into(),
-                        timezone: "UTC".into(),
-                        critical: Some("staff".into()),
-                        quiet_hours: None,
-                    }),
-            );
-        }
-        Ok(out)
-    }
-
-    async fn customer_contacts(
-        &self,
-        customer_ids: &[String],
-    ) -> Result<Vec<ContactRow>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in customer_ids.chunks(super::CHUNK_ROWS) {
-            let rows = on_pool!(self, pool, Db => {
-                let mut q = sqlx::QueryBuilder::<Db>::new(
-                    "SELECT customer_id, name, CASE WHEN phone_status IS NULL THEN phone END, \
-                     CASE WHEN email_status IS NULL THEN email END, push_token, language, channels, timezone, \
-                     critical, quiet_hours FROM customers WHERE customer_id IN (",
-                );
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.clone());
-                }
-                q.push(")");
-                let rows = q.build().persistent(false).fetch_all(pool).await?;
-                rows.iter().map(|r| Ok(ContactRow {
-                    customer_id: r.try_get(0)?, name: r.try_get(1)?, phone: r.try_get(2)?, email: r.try_get(3)?,
-                    push_token: r.try_get(4)?, language: r.try_get(5)?, channels: r.try_get(6)?,
-                    timezone: r.try_get(7)?, critical: r.try_get(8)?, quiet_hours: r.try_get(9)?,
-                })).collect::<Result<Vec<_>, sqlx::Error>>()?
-            });
-            out.extend(rows);
-        }
-        Ok(out)
+        let rows = on_pool!(self, pool, Db => contacts_with!(pool, Db, customer_ids));
+        Ok(rows)
     }
 
     /// Records what became of claimed notices, in one transaction.
@@ -399,76 +509,9 @@ impl Store {
         outcomes: &[NoticeOutcome],
         now: i64,
     ) -> Result<(), StoreError> {
-        self.advance_wave(outcomes, &[], now).await.map(drop)
-    }
-
-    /// One transaction per wave of sends: records the outcomes of the wave that just finished
-    /// and marks the next wave `sending` (see [`Store::mark_sending`]). Returns the ids of the
-    /// next wave that are still ours to send.
-    pub async fn advance_wave(
-        &self,
-        finished: &[NoticeOutcome],
-        next: &[(i64, i64)],
-        now: i64,
-    ) -> Result<Vec<i64>, StoreError> {
-        let marked = match self {
-            Store::Sqlite(pool) => {
-                type Db = sqlx::Sqlite;
-                let mut tx = pool.begin().await?;
-                finish_in!(tx, Db, finished, now);
-                let marked = sending_sqlite(&mut tx, next, now).await?;
-                tx.commit().await?;
-                marked
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let (sent, other): (Vec<&NoticeOutcome>, Vec<&NoticeOutcome>) =
-                    finished.iter().partition(|o| plainly_sent(o));
-                if !sent.is_empty() {
-                    sent_pg(&mut tx, &sent, now).await?;
-                }
-                finish_one_by_one!(tx, other, now);
-                let marked = if next.is_empty() {
-                    Vec::new()
-                } else {
-                    sqlx::query_scalar(SENDING_PG)
-                        .bind(now)
-                        .bind(next.iter().map(|n| n.0).collect::<Vec<i64>>())
-                        .bind(next.iter().map(|n| n.1).collect::<Vec<i64>>())
-                        .fetch_all(&mut *tx)
-                        .await?
-                };
-                tx.commit().await?;
-                marked
-            }
-        };
-        Ok(marked)
-    }
-
-    /// (customer, episode, state) of the notices of `kind` for these (customer, episode) pairs.
-    pub async fn notice_states_for(
-        &self,
-        pairs: &[(String, i64)],
-        kind: &str,
-    ) -> Result<Vec<(String, i64, String)>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in pairs.chunks(super::CHUNK_ROWS) {
-            let rows: Vec<(String, i64, String)> = on_pool!(self, pool, Db => {
-                let mut q = sqlx::QueryBuilder::<Db>::new(
-                    "SELECT customer_id, episode_started_at, state FROM notices WHERE kind = ",
-                );
-                q.push_bind(kind.to_owned()).push(" AND (customer_id, episode_started_at) IN (");
-                let mut list = q.separated(", ");
-                for (c, e) in chunk {
-                    list.push("(").push_bind_unseparated(c.clone()).push_unseparated(", ")
-                        .push_bind_unseparated(*e).push_unseparated(")");
-                }
-                q.push(")");
-                q.build_query_as().persistent(false).fetch_all(pool).await?
-            });
-            out.extend(rows);
-        }
-        Ok(out)
+        let nothing = ClaimRequest::default();
+        self.refill(outcomes, nothing, &[], now, |_| (Vec::new(), ()))
+            .await
     }
 
     /// Remembers contacts a provider called bad: a dead push token is forgotten; a phone or
@@ -490,32 +533,11 @@ impl Store {
         Ok(())
     }
 
-    /// Marks claimed notices `sending` just before their requests leave, fenced by the claim's
-    /// attempt number: a notice that went stale and was claimed again by someone else is not
-    /// ours to send any more. Returns the ids marked.
-    pub async fn mark_sending(
-        &self,
-        claims: &[(i64, i64)],
-        now: i64,
-    ) -> Result<Vec<i64>, StoreError> {
-        self.advance_wave(&[], claims, now).await
-    }
-
-    /// Puts claims that were never sent back in the queue (a worker stopping with claims in
-    /// hand), fenced like [`Store::mark_sending`]; the claim does not count as an attempt.
-    pub async fn release_claims(&self, claims: &[(i64, i64)], now: i64) -> Result<(), StoreError> {
-        on_pool!(self, pool, Db => {
-            let mut tx = pool.begin().await?;
-            fenced_in!(tx, Db, claims, now, "UPDATE notices SET state = 'queued', attempts = attempts - 1");
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
     /// Settles what a daemon that died mid-batch left behind, once older than `stale_before`
     /// (a live daemon finishes a batch long before). Notices left `sending` may have gone out:
-    /// at most once means they are marked failed, not sent again. Notices only `claimed` never
-    /// left: they go back in the queue. Returns how many were failed.
+    /// at most once means they are marked failed, not sent again. Notices only `claimed` (a
+    /// state that daemons before claims went straight to `sending` left behind) never left:
+    /// they go back in the queue. Returns how many were failed.
     pub async fn fail_interrupted_notices(
         &self,
         now: i64,

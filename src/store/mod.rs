@@ -23,7 +23,10 @@ use sqlx::sqlite::{
 };
 
 pub use api::{ApiAuditRow, ApiKeyRow, CustomerView, NoticeQuery, NoticeRow, Resend};
-pub use delivery::{BadContact, ClaimedNotice, ContactRow, NoticeOutcome, NoticeView};
+pub use delivery::{
+    BadContact, Claim, ClaimRequest, ClaimedNotice, ContactRow, NoticeOutcome, NoticeView,
+    QueueKey, RelatedState,
+};
 pub use events::{EventRecord, EventStatus, StoredEvent};
 pub use faults::{BatchWrite, FaultRow, MemberOp};
 pub use inbound::{ReceiptEffect, Replier};
