@@ -215,6 +215,24 @@ async fn a_large_notice_set_creates_only_the_notices_not_there_yet(backend: Back
     assert_eq!(ids, ["C00000", "C00003", "C00006"]);
 }
 
+/// An outage notice of episode 1 for `customer`, as ingest would create it.
+fn outage_intent(
+    customer: String,
+    fault: &str,
+    priority: i64,
+    due_at: i64,
+) -> faultline::store::NoticeIntent {
+    faultline::store::NoticeIntent {
+        customer_id: customer,
+        episode_started_at: 1,
+        kind: "outage",
+        variant: String::new(),
+        fault_id: fault.into(),
+        priority,
+        due_at,
+    }
+}
+
 /// A refill claims due notices straight into `sending` and records, in the same transaction,
 /// what its prepare step ended without a send: once it has returned, the only notices
 /// `sending` are those it handed out, so a crash can leave no waiting notice in doubt.
@@ -223,15 +241,7 @@ async fn a_refill_records_what_it_ends_in_the_claims_transaction(backend: Backen
     let store = faultline::store::Store::connect(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
     let intents: Vec<_> = (0..10)
-        .map(|i| faultline::store::NoticeIntent {
-            customer_id: format!("R{i:02}"),
-            episode_started_at: 1,
-            kind: "outage",
-            variant: String::new(),
-            fault_id: "F-REFILL".into(),
-            priority: 0,
-            due_at: 1,
-        })
+        .map(|i| outage_intent(format!("R{i:02}"), "F-REFILL", 0, 1))
         .collect();
     store.create_notices(&intents, 1).await.unwrap();
     let wait = |n: &faultline::store::ClaimedNotice| faultline::store::NoticeOutcome {
@@ -293,15 +303,7 @@ async fn a_claim_after_a_cursor_takes_what_follows_it_then_the_front(backend: Ba
     let store = faultline::store::Store::connect(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
     let intents: Vec<_> = (0..6)
-        .map(|i| faultline::store::NoticeIntent {
-            customer_id: format!("K{i}"),
-            episode_started_at: 1,
-            kind: "outage",
-            variant: String::new(),
-            fault_id: "F-CURSOR".into(),
-            priority: i / 2,
-            due_at: 10 - i,
-        })
+        .map(|i| outage_intent(format!("K{i}"), "F-CURSOR", i / 2, 10 - i))
         .collect();
     store.create_notices(&intents, 1).await.unwrap();
     let take = |after, limit| {
