@@ -136,7 +136,7 @@ impl DeliveryWorker {
             .into_iter()
             .map(|c| (c.customer_id.clone(), contact(c)))
             .collect();
-        let mut related: HashMap<(String, i64, String), Vec<String>> = HashMap::new();
+        let mut related = Related::new();
         for r in claim.related {
             let key = (r.customer_id, r.episode_started_at, r.kind);
             related.entry(key).or_default().push(r.state);
@@ -147,20 +147,8 @@ impl DeliveryWorker {
         let mut ended = Vec::new();
         let mut faults = HashSet::new();
         for notice in claim.notices {
-            let siblings = DEPENDS
-                .iter()
-                .find(|(kind, _)| *kind == notice.kind)
-                .and_then(|(_, on)| {
-                    let key = (
-                        notice.customer_id.clone(),
-                        notice.episode_started_at,
-                        on.to_string(),
-                    );
-                    related.get(&key)
-                })
-                .map_or(&[][..], Vec::as_slice);
             let contact = contacts.get(&notice.customer_id);
-            match self.try_prepare(&notice, contact, siblings, enabled) {
+            match self.try_prepare(&notice, contact, siblings(&related, &notice), enabled) {
                 Ok(message) => jobs.push(Job {
                     claim: notice,
                     message,
@@ -317,6 +305,25 @@ impl DeliveryWorker {
             until: fault.map(|f| f.restored_at.unwrap_or_else(|| self.clock.now())),
         }
     }
+}
+
+/// States of related notices by (customer, episode, kind).
+type Related = HashMap<(String, i64, String), Vec<String>>;
+
+/// The states of the notices `notice` depends on (see [`DEPENDS`]).
+fn siblings<'r>(related: &'r Related, notice: &ClaimedNotice) -> &'r [String] {
+    DEPENDS
+        .iter()
+        .find(|(kind, _)| *kind == notice.kind)
+        .and_then(|(_, on)| {
+            let key = (
+                notice.customer_id.clone(),
+                notice.episode_started_at,
+                (*on).to_owned(),
+            );
+            related.get(&key)
+        })
+        .map_or(&[], Vec::as_slice)
 }
 
 /// A stored contact, parsed. Values that no longer parse are treated as missing.
