@@ -346,10 +346,29 @@ async fn a_claim_after_a_cursor_takes_what_follows_it_then_the_front(backend: Ba
     assert!(take(None, 10).await.is_empty(), "all six are claimed");
 }
 
+/// The WAL position benchmarks difference over a phase: PostgreSQL's grows with every write;
+/// SQLite has none to report.
+async fn the_wal_position_grows_with_writes_on_postgres(backend: Backend) {
+    let (url, _dir) = fresh_database(backend, &format!("wal_{}", unique_prefix())).await;
+    let store = faultline::store::Store::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let before = store.wal_position().await.unwrap();
+    let intents: Vec<_> = (0..100)
+        .map(|i| outage_intent(format!("W{i:03}"), "F-WAL", 0, 1))
+        .collect();
+    store.create_notices(&intents, 1).await.unwrap();
+    let after = store.wal_position().await.unwrap();
+    match backend {
+        Backend::Sqlite => assert_eq!((before, after), (None, None)),
+        Backend::Postgres => assert!(after.unwrap() > before.unwrap(), "{before:?} → {after:?}"),
+    }
+}
+
 both_backends!(
     a_large_notice_set_creates_only_the_notices_not_there_yet,
     a_refill_records_what_it_ends_in_the_claims_transaction,
     a_claim_after_a_cursor_takes_what_follows_it_then_the_front,
+    the_wal_position_grows_with_writes_on_postgres,
     a_shrinking_fault_restores_the_customers_it_lets_go,
     overlapping_faults_make_one_outage_and_one_restoration_notice,
     a_momentary_outage_sends_nothing,

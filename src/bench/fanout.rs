@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use rand::{Rng, SeedableRng};
 
-use super::sinks::{self, CpuSplit, Tally};
+use super::sinks::{self, CpuSplit, Tally, Written};
 use crate::app::App;
 use crate::clock::Clock;
 use crate::config::{Secret, Settings};
@@ -69,6 +69,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     changes.recv().await?;
     let committed = Instant::now();
     let cpu_at_commit = CpuSplit::now();
+    let written_at_commit = Written::now(&store).await;
     let in_commit = OUTBOX_WRITE.sum() - written_before;
     let expected = args.customers as u64;
     while tally.count() < expected {
@@ -76,6 +77,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     }
     let done = Instant::now();
     let cpu = CpuSplit::now().since(cpu_at_commit);
+    let (process_mb, wal_mb) = Written::now(&store).await.since_mb(written_at_commit);
     let first = tally.first.get().copied().unwrap_or(done);
     let rows_alone = outbox_write(&store, &claims, args.customers).await?;
     running.shutdown().await;
@@ -111,6 +113,17 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         cpu.sinks,
         cpu.sqlite,
         cpu.total - cpu.sinks - cpu.sqlite
+    );
+    // Counts of work that, unlike the times above, do not drift with a noisy machine: on
+    // SQLite what the process wrote (WAL and database pages), on PostgreSQL the server's WAL.
+    let per_notice = |mb: f64| mb * 1_048_576.0 / expected as f64;
+    let (what, mb) = match wal_mb {
+        Some(wal) => ("of PostgreSQL WAL", wal),
+        None => ("by the process", process_mb),
+    };
+    println!(
+        "    written from commit to last notice: {mb:.1} MB {what} ({:.0} bytes per notice)",
+        per_notice(mb)
     );
     println!("    notice rows, within the commit: {in_commit:.2} s");
     println!(

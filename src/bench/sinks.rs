@@ -254,6 +254,40 @@ impl CpuSplit {
     }
 }
 
+/// Bytes written so far: by this process to storage (`/proc/self/io`, `write_bytes`: SQLite's
+/// WAL and database pages, the log channel) and, on PostgreSQL, by the server to its WAL.
+/// Unlike time, these do not drift with a noisy machine, so they compare two builds.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Written {
+    pub process: u64,
+    pub wal: Option<i64>,
+}
+
+impl Written {
+    /// Reads both counters; zero (or `None`) where one cannot be read.
+    pub async fn now(store: &crate::store::Store) -> Self {
+        let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+        let process = io
+            .lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let wal = store.wal_position().await.ok().flatten();
+        Self { process, wal }
+    }
+
+    /// Megabytes written between `earlier` and `self`: (process, PostgreSQL WAL).
+    pub fn since_mb(self, earlier: Self) -> (f64, Option<f64>) {
+        let mb = |b: f64| b / 1_048_576.0;
+        let process = mb(self.process.saturating_sub(earlier.process) as f64);
+        let wal = self
+            .wal
+            .zip(earlier.wal)
+            .map(|(now, then)| mb((now - then) as f64));
+        (process, wal)
+    }
+}
+
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf reads a constant of the system and has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

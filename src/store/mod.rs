@@ -141,6 +141,19 @@ impl Store {
         Ok(())
     }
 
+    /// PostgreSQL's current WAL position in bytes (`None` on SQLite). Benchmarks take the
+    /// difference over a phase: WAL written is a count of the server's write work that, unlike
+    /// time, does not drift with a noisy machine.
+    pub async fn wal_position(&self) -> Result<Option<i64>, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(None),
+            Self::Postgres(pool) => {
+                let sql = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint";
+                Ok(Some(sqlx::query_scalar(sql).fetch_one(pool).await?))
+            }
+        }
+    }
+
     pub async fn close(&self) {
         on_pool!(self, pool, _Db => pool.close().await)
     }
