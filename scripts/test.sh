@@ -51,8 +51,9 @@ as_postgres "psql -q -v ON_ERROR_STOP=1 -c \"DO \\\$\\\$ BEGIN
 export FAULTLINE_TEST_PG_URL="${FAULTLINE_TEST_PG_URL:-postgres://faultline:faultline@127.0.0.1:5432/postgres}"
 export FAULTLINE_TEST_MQTT_URL="${FAULTLINE_TEST_MQTT_URL:-mqtt://127.0.0.1:1883}"
 
-# Each test makes its own database named t<16 hex>; drop what earlier runs left behind.
-for db in $(as_postgres "psql -tAc \"SELECT datname FROM pg_database WHERE datname ~ '^t[0-9a-f]{16}\\\$'\""); do
+# Each test makes its own database named t<16 hex> (a few older ones, <word>_t<16 hex>); drop
+# what earlier runs left behind.
+for db in $(as_postgres "psql -tAc \"SELECT datname FROM pg_database WHERE datname ~ '^([a-z]+_)?t[0-9a-f]{16}\\\$'\""); do
   as_postgres "psql -q -c 'DROP DATABASE IF EXISTS \"$db\"'" || true
 done
 

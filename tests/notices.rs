@@ -237,7 +237,7 @@ fn outage_intent(
 /// what its prepare step ended without a send: once it has returned, the only notices
 /// `sending` are those it handed out, so a crash can leave no waiting notice in doubt.
 async fn a_refill_records_what_it_ends_in_the_claims_transaction(backend: Backend) {
-    let (url, _dir) = fresh_database(backend, &format!("refill_{}", unique_prefix())).await;
+    let (url, _dir) = fresh_database(backend, &unique_prefix()).await;
     let store = faultline::store::Store::connect(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
     let intents: Vec<_> = (0..10)
@@ -299,7 +299,7 @@ async fn a_refill_records_what_it_ends_in_the_claims_transaction(backend: Backen
 /// A claim after a cursor takes the most urgent notices after it first, then the rest of what
 /// it asked for from the front of the queue: nothing behind the cursor is left out.
 async fn a_claim_after_a_cursor_takes_what_follows_it_then_the_front(backend: Backend) {
-    let (url, _dir) = fresh_database(backend, &format!("cursor_{}", unique_prefix())).await;
+    let (url, _dir) = fresh_database(backend, &unique_prefix()).await;
     let store = faultline::store::Store::connect(&url, 4).await.unwrap();
     store.migrate().await.unwrap();
     let intents: Vec<_> = (0..6)
@@ -349,7 +349,7 @@ async fn a_claim_after_a_cursor_takes_what_follows_it_then_the_front(backend: Ba
 /// The WAL position benchmarks difference over a phase: PostgreSQL's grows with every write;
 /// SQLite has none to report.
 async fn the_wal_position_grows_with_writes_on_postgres(backend: Backend) {
-    let (url, _dir) = fresh_database(backend, &format!("wal_{}", unique_prefix())).await;
+    let (url, _dir) = fresh_database(backend, &unique_prefix()).await;
     let store = faultline::store::Store::connect(&url, 2).await.unwrap();
     store.migrate().await.unwrap();
     let before = store.wal_position().await.unwrap();
