@@ -140,18 +140,8 @@ impl DeliveryWorker {
                         drained = true;
                         poll_at = Instant::now() + self.poll;
                     }
-                    let (logged, direct): (Vec<Job>, Vec<Job>) = jobs
-                        .into_iter()
-                        .partition(|j| self.transports.is_logged(j.message.channel));
-                    for job in direct {
-                        in_flight.push(async move {
-                            let started = std::time::Instant::now();
-                            let result = self.transports.send_one(&job.message).await;
-                            crate::telemetry::metrics::SEND_LATENCY
-                                .observe(started.elapsed().as_secs_f64());
-                            (job, result)
-                        });
-                    }
+                    let (logged, direct) = self.split_logged(jobs);
+                    in_flight.extend(direct.into_iter().map(|job| self.send_job(job)));
                     self.send_logged(logged, &mut done).await;
                 }
                 Some((job, result)) = in_flight.next() => self.settle(job, result, &mut done),
@@ -165,19 +155,28 @@ impl DeliveryWorker {
 
     /// Sends `jobs` to the end, at most a window's worth at once (a [`DeliveryWorker::step`]).
     pub(super) async fn send_all(&self, jobs: Vec<Job>, done: &mut Unrecorded) {
-        let (logged, direct): (Vec<Job>, Vec<Job>) = jobs
-            .into_iter()
-            .partition(|j| self.transports.is_logged(j.message.channel));
+        let (logged, direct) = self.split_logged(jobs);
         self.send_logged(logged, done).await;
         let mut results = futures_util::stream::iter(direct)
-            .map(|job| async move {
-                let result = self.transports.send_one(&job.message).await;
-                (job, result)
-            })
+            .map(|job| self.send_job(job))
             .buffer_unordered(self.concurrency.max(1));
         while let Some((job, result)) = results.next().await {
             self.settle(job, result, done);
         }
+    }
+
+    /// Jobs for the log channel (sent in batches) apart from the rest (sent one by one).
+    fn split_logged(&self, jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
+        jobs.into_iter()
+            .partition(|j| self.transports.is_logged(j.message.channel))
+    }
+
+    /// Sends one job on its channel, timing the request.
+    async fn send_job(&self, job: Job) -> (Job, Result<String, ChannelError>) {
+        let started = std::time::Instant::now();
+        let result = self.transports.send_one(&job.message).await;
+        crate::telemetry::metrics::SEND_LATENCY.observe(started.elapsed().as_secs_f64());
+        (job, result)
     }
 
     /// Sends messages for the log channel in waves of a window (one write and fsync each).
@@ -217,6 +216,7 @@ impl DeliveryWorker {
             }
         }
     }
+
     /// Turns one send's result into the notice's outcome, noting a contact the provider called
     /// bad.
     fn settle(&self, job: Job, result: Result<String, ChannelError>, done: &mut Unrecorded) {

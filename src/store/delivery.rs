@@ -303,8 +303,10 @@ const FINISH_ONE: &str =
 macro_rules! contacts_with {
     ($ex:expr, $db:ty, $ids:expr) => {{
         let prefix = crate::staffing::service::STAFF_PREFIX;
-        let (staff, customers): (Vec<&String>, Vec<&String>) =
-            $ids.iter().partition(|id| id.starts_with(prefix));
+        let (staff, customers): (Vec<&str>, Vec<&str>) = $ids
+            .iter()
+            .map(|id| id.as_ref())
+            .partition(|id: &&str| id.starts_with(prefix));
         let mut out: Vec<ContactRow> = Vec::with_capacity($ids.len());
         for chunk in customers.chunks(super::CHUNK_ROWS) {
             let mut q = sqlx::QueryBuilder::<$db>::new(
@@ -314,7 +316,7 @@ macro_rules! contacts_with {
             );
             let mut list = q.separated(", ");
             for id in chunk {
-                list.push_bind((*id).clone());
+                list.push_bind((*id).to_owned());
             }
             q.push(")");
             let rows = q.build().persistent(false).fetch_all($ex).await?;
@@ -418,7 +420,7 @@ macro_rules! prepared_in {
         let (contacts, related) = if notices.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            let ids: Vec<String> = notices.iter().map(|n| n.customer_id.clone()).collect();
+            let ids: Vec<&str> = notices.iter().map(|n| n.customer_id.as_str()).collect();
             let contacts = contacts_with!(&mut *$tx, $db, ids);
             (contacts, related_in!($tx, $db, notices, $depends))
         };
