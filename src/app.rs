@@ -333,6 +333,7 @@ pub fn delivery_worker(
         wake,
         claims,
         dirty: None,
+        refills_on: None,
     }))
 }
 
@@ -461,9 +462,10 @@ pub async fn shutdown_signal() {
 /// then one core's work per daemon: on SQLite there is one claimer anyway, and PostgreSQL
 /// scales out by daemons.
 fn spawn_on_own_thread(
-    worker: DeliveryWorker,
+    mut worker: DeliveryWorker,
     stop: CancellationToken,
 ) -> Result<JoinHandle<()>, AppError> {
+    worker.refills_on = Some(tokio::runtime::Handle::current());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

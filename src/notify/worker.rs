@@ -50,6 +50,10 @@ pub struct DeliveryWorker {
     pub claims: ClaimPause,
     /// Faults whose notice counts changed (their status documents are republished).
     pub dirty: Option<mpsc::UnboundedSender<FaultId>>,
+    /// The runtime the window's refills run on (`None`: the one the worker runs on). The
+    /// daemon runs the worker on a thread of its own and its refills on the shared runtime;
+    /// see [`DeliveryWorker::deliver`] for why.
+    pub refills_on: Option<tokio::runtime::Handle>,
 }
 
 /// A claimed notice and the message rendered for it.
@@ -74,18 +78,19 @@ impl DeliveryWorker {
     /// Runs until `stop`: on `stop` the requests in flight finish and are recorded; notices
     /// not claimed yet stay queued.
     pub async fn run(self, stop: CancellationToken) {
+        let this = Arc::new(self);
         // A crash may have left notices `sending`: settle them before anything else (later
         // ones are the retry sweeper's job).
         if let Err(e) =
-            super::jobs::fail_stale_sends(&self.store, self.clock.now(), self.stale_sending).await
+            super::jobs::fail_stale_sends(&this.store, this.clock.now(), this.stale_sending).await
         {
             tracing::error!(error = %e, "cannot check for interrupted notices");
         }
-        while let Err(e) = self.deliver(&stop).await {
+        while let Err(e) = this.deliver(&stop).await {
             tracing::error!(error = %e, "sending notices failed; will retry");
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(self.poll) => {}
+                _ = tokio::time::sleep(this.poll) => {}
             }
         }
         tracing::info!("delivery worker stopped");
