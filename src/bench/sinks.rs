@@ -26,9 +26,10 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn accept(&self) {
+    /// Counts one accepted message; returns its number (from 0).
+    fn accept(&self) -> u64 {
         self.first.get_or_init(Instant::now);
-        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.accepted.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn count(&self) -> u64 {
@@ -99,15 +100,54 @@ where
     }
 }
 
-const PUSH_ACCEPTED: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 36\r\n\r\n{\"name\":\"projects/bench/messages/1\"}";
-const SMS_ACCEPTED: &[u8] = b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 35\r\n\r\n{\"sid\":\"SMbench\",\"status\":\"queued\"}";
 const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+
+/// What a stand-in accepts.
+#[derive(Clone, Copy)]
+enum Accepted {
+    Push,
+    Sms,
+}
+
+impl Accepted {
+    /// The provider's answer for message number `n`, with an id of its own as FCM and Twilio
+    /// give (random-looking, so the daemon's writes of them cost what real ones do).
+    fn answer(self, n: u64, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let (a, b) = (mix(n), mix(!n));
+        let (status, body) = match self {
+            Self::Push => (
+                "200 OK",
+                format!(r#"{{"name":"projects/bench/messages/0:{a:016x}"}}"#),
+            ),
+            Self::Sms => (
+                "201 Created",
+                format!(r#"{{"sid":"SM{a:016x}{b:016x}","status":"queued"}}"#),
+            ),
+        };
+        out.clear();
+        let _ = write!(
+            out,
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
+/// splitmix64's finaliser: distinct inputs give distinct, well-spread outputs.
+fn mix(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 /// One keep-alive HTTP/1.1 connection: FCM's `messages:send` and Twilio's `Messages.json`
 /// are accepted, anything else is 404. Bodies are framed by `Content-Length`, which both
 /// channels send; a chunked request ends the connection.
 async fn http_session(mut stream: TcpStream, tally: Arc<Tally>) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut out: Vec<u8> = Vec::with_capacity(256);
     loop {
         let (head, total) = loop {
             if let Some(framed) = frame(&buf)? {
@@ -123,22 +163,25 @@ async fn http_session(mut stream: TcpStream, tally: Arc<Tally>) -> io::Result<()
             .split(|&b| b == b'\r')
             .next()
             .unwrap_or_default();
-        let answer = if line.starts_with(b"POST /v1/projects/")
+        let accepted = if line.starts_with(b"POST /v1/projects/")
             && line.windows(14).any(|w| w == b"/messages:send")
         {
-            PUSH_ACCEPTED
+            Some(Accepted::Push)
         } else if line.starts_with(b"POST /2010-04-01/Accounts/")
             && line.windows(14).any(|w| w == b"/Messages.json")
         {
-            SMS_ACCEPTED
+            Some(Accepted::Sms)
         } else {
-            NOT_FOUND
+            None
         };
-        if answer != NOT_FOUND {
-            tally.accept();
-        }
         buf.drain(..total);
-        stream.write_all(answer).await?;
+        match accepted {
+            Some(what) => {
+                what.answer(tally.accept(), &mut out);
+                stream.write_all(&out).await?;
+            }
+            None => stream.write_all(NOT_FOUND).await?,
+        }
     }
 }
 
