@@ -100,6 +100,7 @@ async fn receipts_and_replies(backend: Backend) {
     settings.channels.sms.account_sid = "AC9".into();
     settings.channels.sms.auth_token = Secret::new(TOKEN);
     settings.channels.sms.from = "+4915000000000".into();
+    settings.channels.sms.status_callback = "https://utility.example/webhooks/sms/status".into();
     settings.channels.log.path = dir.path().join("email.jsonl").display().to_string();
     settings.notify.poll_ms = 50;
     let mut running = App::build(settings.clone(), Clock::System)
@@ -146,10 +147,44 @@ async fn receipts_and_replies(backend: Backend) {
         "nothing changed"
     );
 
-    // Delivered is recorded; undelivered falls back to e-mail.
+    // Each SMS names its notice in its status callback.
+    let sent: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    for n in [&w1, &w2] {
+        let callback = format!(
+            "StatusCallback=https%3A%2F%2Futility.example%2Fwebhooks%2Fsms%2Fstatus%3Fnotice%3D{}",
+            n.id
+        );
+        assert!(sent.iter().any(|b| b.contains(&callback)), "{sent:?}");
+    }
+
+    // A receipt is applied to the notice its callback names, only with that notice's sid.
+    let w1_hook = format!("status?notice={}", w1.id);
     let (status, _) = hooks
         .post(
-            "status",
+            &w1_hook,
+            &[("MessageSid", "SMW2"), ("MessageStatus", "delivered")],
+            Some("good"),
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(store.receipt_of(w1.id).await.unwrap(), None, "not W1's sid");
+    assert_eq!(
+        store.receipt_of(w2.id).await.unwrap(),
+        None,
+        "not W2's callback"
+    );
+
+    // Delivered is recorded (by the callback's notice); undelivered without a notice in its
+    // callback (a message of an older daemon) is found by its sid and falls back to e-mail.
+    let (status, _) = hooks
+        .post(
+            &w1_hook,
             &[("MessageSid", "SMW1"), ("MessageStatus", "delivered")],
             Some("good"),
         )

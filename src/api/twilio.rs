@@ -12,7 +12,7 @@ use sha1::Sha1;
 use super::ApiState;
 use crate::domain::mask_middle;
 use crate::notify::inbound::Inbound;
-use crate::store::{millis, ReceiptEffect};
+use crate::store::{millis, Receipt, ReceiptEffect};
 
 type Params = Vec<(String, String)>;
 
@@ -36,11 +36,13 @@ pub async fn status(
             .into_response();
     };
     let now = millis(state.clock.now());
-    match state
-        .store
-        .apply_receipt(sid, status, get("ErrorCode"), now)
-        .await
-    {
+    let receipt = Receipt {
+        notice: notice_of(&uri),
+        sid,
+        status,
+        error_code: get("ErrorCode"),
+    };
+    match state.store.apply_receipt(&receipt, now).await {
         Ok(effect) => {
             if effect == ReceiptEffect::FallingBack {
                 state.wake.notify_one();
@@ -54,6 +56,15 @@ pub async fn status(
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
+}
+
+/// The notice a status callback names (`notice=` in its query, added by the SMS channel).
+/// Callbacks of messages sent before the daemon added it have none.
+fn notice_of(uri: &Uri) -> Option<i64> {
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("notice="))
+        .and_then(|id| id.parse().ok())
 }
 
 /// `POST /webhooks/sms/inbound`: STOP/START/STATUS/OUT or help, answered as TwiML.

@@ -25,6 +25,31 @@ pub enum ReceiptEffect {
     FallingBack,
 }
 
+/// A delivery receipt, as the provider's status callback gave it.
+#[derive(Debug, Clone, Copy)]
+pub struct Receipt<'a> {
+    /// The notice the callback URL names (`None` for callbacks that do not).
+    pub notice: Option<i64>,
+    /// The provider's message sid.
+    pub sid: &'a str,
+    /// `delivered`, `undelivered`, `failed`, …
+    pub status: &'a str,
+    pub error_code: Option<&'a str>,
+}
+
+// A receipt that names its notice goes by primary key, checked against the sid; one that does
+// not goes by sid (see `apply_receipt`).
+const RECEIPT_FALLBACK_BY_SID: &str = "UPDATE notices SET receipt = $2, state = 'queued', due_at = $3, updated_at = $3, reason = $4, \
+    failed_channels = CASE WHEN failed_channels = '' THEN 'sms' ELSE failed_channels || '|sms' END \
+    WHERE provider_id = $1 AND channel = 'sms' AND state = 'sent'";
+const RECEIPT_FALLBACK_BY_ID: &str = "UPDATE notices SET receipt = $2, state = 'queued', due_at = $3, updated_at = $3, reason = $4, \
+    failed_channels = CASE WHEN failed_channels = '' THEN 'sms' ELSE failed_channels || '|sms' END \
+    WHERE id = $5 AND provider_id = $1 AND channel = 'sms' AND state = 'sent'";
+const RECEIPT_RECORD_BY_SID: &str =
+    "UPDATE notices SET receipt = $2, updated_at = $3 WHERE provider_id = $1";
+const RECEIPT_RECORD_BY_ID: &str =
+    "UPDATE notices SET receipt = $2, updated_at = $3 WHERE id = $4 AND provider_id = $1";
+
 impl Store {
     /// Customers whose phone is `phone` (E.164), whatever its status.
     pub async fn customers_by_phone(&self, phone: &str) -> Result<Vec<Replier>, StoreError> {
@@ -87,37 +112,46 @@ impl Store {
     /// Applies an SMS delivery receipt. `failed`/`undelivered` on a sent SMS put the notice back
     /// in the queue with SMS added to its failed channels, so the worker falls back; a receipt
     /// for a notice that already moved on is only recorded.
+    ///
+    /// A receipt that names its notice is found by primary key, and must carry that notice's
+    /// message sid. One that does not (a message sent before callbacks named their notice) is
+    /// found by sid alone, which no index serves: an index of provider ids took an insert at a
+    /// random place per notice sent, which in a large fan-out cost more than all else SQLite
+    /// did (docs/PERFORMANCE.md).
     pub async fn apply_receipt(
         &self,
-        provider_id: &str,
-        status: &str,
-        error_code: Option<&str>,
+        receipt: &Receipt<'_>,
         now: i64,
     ) -> Result<ReceiptEffect, StoreError> {
-        let failed = matches!(status, "failed" | "undelivered");
+        let failed = matches!(receipt.status, "failed" | "undelivered");
         let reason = format!(
-            "SMS {status} (error {})",
-            error_code.filter(|c| !c.is_empty()).unwrap_or("-")
+            "SMS {} (error {})",
+            receipt.status,
+            receipt.error_code.filter(|c| !c.is_empty()).unwrap_or("-")
         );
-        let fallback = "UPDATE notices SET receipt = $2, state = 'queued', due_at = $3, updated_at = $3, reason = $4, \
-                        failed_channels = CASE WHEN failed_channels = '' THEN 'sms' ELSE failed_channels || '|sms' END \
-                        WHERE provider_id = $1 AND channel = 'sms' AND state = 'sent'";
-        let record = "UPDATE notices SET receipt = $2, updated_at = $3 WHERE provider_id = $1";
+        let (fallback, record) = match receipt.notice {
+            Some(_) => (RECEIPT_FALLBACK_BY_ID, RECEIPT_RECORD_BY_ID),
+            None => (RECEIPT_FALLBACK_BY_SID, RECEIPT_RECORD_BY_SID),
+        };
         let effect = on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;
             let moved = if failed {
-                sqlx::query(fallback).bind(provider_id).bind(status).bind(now).bind(&reason)
-                    .execute(&mut *tx).await?.rows_affected()
+                let q = sqlx::query(fallback).bind(receipt.sid).bind(receipt.status).bind(now).bind(&reason);
+                let q = match receipt.notice { Some(id) => q.bind(id), None => q };
+                q.execute(&mut *tx).await?.rows_affected()
             } else {
                 0
             };
             let effect = if moved > 0 {
                 ReceiptEffect::FallingBack
-            } else if sqlx::query(record).bind(provider_id).bind(status).bind(now)
-                .execute(&mut *tx).await?.rows_affected() > 0 {
-                ReceiptEffect::Recorded
             } else {
-                ReceiptEffect::Unknown
+                let q = sqlx::query(record).bind(receipt.sid).bind(receipt.status).bind(now);
+                let q = match receipt.notice { Some(id) => q.bind(id), None => q };
+                if q.execute(&mut *tx).await?.rows_affected() > 0 {
+                    ReceiptEffect::Recorded
+                } else {
+                    ReceiptEffect::Unknown
+                }
             };
             tx.commit().await?;
             effect

@@ -29,7 +29,7 @@ pub use delivery::{
 };
 pub use events::{EventRecord, EventStatus, StoredEvent};
 pub use faults::{BatchWrite, FaultRow, MemberOp};
-pub use inbound::{ReceiptEffect, Replier};
+pub use inbound::{Receipt, ReceiptEffect, Replier};
 pub use notices::{EpisodeEnd, EpisodeStart, NoticeIntent, Suppression};
 pub use staffing::{AssignmentRow, AuditRow, StaffState};
 
