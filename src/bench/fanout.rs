@@ -108,11 +108,12 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     );
     println!(
         "    CPU from commit to last notice: {:.1} s in all; provider stand-ins {:.1} s, \
-         SQLite threads {:.1} s, the rest (daemon and bench) {:.1} s",
+         SQLite threads {:.1} s, delivery thread {:.1} s, the rest (daemon and bench) {:.1} s",
         cpu.total,
         cpu.sinks,
         cpu.sqlite,
-        cpu.total - cpu.sinks - cpu.sqlite
+        cpu.delivery,
+        cpu.total - cpu.sinks - cpu.sqlite - cpu.delivery
     );
     // Counts of work that, unlike the times above, do not drift with a noisy machine: on
     // SQLite what the process wrote (WAL and database pages), on PostgreSQL the server's WAL.

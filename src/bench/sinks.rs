@@ -244,12 +244,14 @@ async fn smtp_session(stream: TcpStream, tally: Arc<Tally>) -> io::Result<()> {
 }
 
 /// CPU time (user and system) of this process so far, split by thread: the stand-ins', the
-/// SQLite connections' (sqlx runs each on a thread of its own) and the rest.
+/// SQLite connections' (sqlx runs each on a thread of its own), the delivery worker's (the
+/// thread that bounds a fan-out, docs/ARCHITECTURE.md) and the rest.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuSplit {
     pub total: f64,
     pub sinks: f64,
     pub sqlite: f64,
+    pub delivery: f64,
 }
 
 impl CpuSplit {
@@ -282,6 +284,8 @@ impl CpuSplit {
                 split.sinks += secs(&stat);
             } else if comm.starts_with("sqlx-sqlite") {
                 split.sqlite += secs(&stat);
+            } else if comm.trim() == crate::app::DELIVERY_THREAD {
+                split.delivery += secs(&stat);
             }
         }
         split
@@ -293,6 +297,7 @@ impl CpuSplit {
             total: self.total - earlier.total,
             sinks: self.sinks - earlier.sinks,
             sqlite: self.sqlite - earlier.sqlite,
+            delivery: self.delivery - earlier.delivery,
         }
     }
 }
