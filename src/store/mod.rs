@@ -11,6 +11,7 @@ mod events;
 mod faults;
 mod inbound;
 mod notices;
+mod sqlite_memory;
 mod staffing;
 
 use std::str::FromStr;
@@ -91,6 +92,7 @@ impl Store {
                 .map_err(StoreError::Connect)?;
             return Ok(Self::Postgres(pool));
         }
+        sqlite_memory::without_memory_statistics();
         let options = SqliteConnectOptions::from_str(url)
             .map_err(StoreError::Connect)?
             .create_if_missing(true)
