@@ -38,17 +38,33 @@ pub struct Receipt<'a> {
 }
 
 // A receipt that names its notice goes by primary key, checked against the sid; one that does
-// not goes by sid (see `apply_receipt`).
-const RECEIPT_FALLBACK_BY_SID: &str = "UPDATE notices SET receipt = $2, state = 'queued', due_at = $3, updated_at = $3, reason = $4, \
-    failed_channels = CASE WHEN failed_channels = '' THEN 'sms' ELSE failed_channels || '|sms' END \
-    WHERE provider_id = $1 AND channel = 'sms' AND state = 'sent'";
-const RECEIPT_FALLBACK_BY_ID: &str = "UPDATE notices SET receipt = $2, state = 'queued', due_at = $3, updated_at = $3, reason = $4, \
-    failed_channels = CASE WHEN failed_channels = '' THEN 'sms' ELSE failed_channels || '|sms' END \
-    WHERE id = $5 AND provider_id = $1 AND channel = 'sms' AND state = 'sent'";
-const RECEIPT_RECORD_BY_SID: &str =
-    "UPDATE notices SET receipt = $2, updated_at = $3 WHERE provider_id = $1";
-const RECEIPT_RECORD_BY_ID: &str =
-    "UPDATE notices SET receipt = $2, updated_at = $3 WHERE id = $4 AND provider_id = $1";
+// not goes by sid (see `apply_receipt`). Each statement is written once; `$by` is the key
+// condition, or empty. Two constant strings rather than one with an `OR`, which would keep
+// SQLite from using the primary key.
+macro_rules! receipt_fallback {
+    ($by:literal) => {
+        concat!(
+            "UPDATE notices SET receipt = $2, state = 'queued', due_at = $3, updated_at = $3, reason = $4, \
+             failed_channels = CASE WHEN failed_channels = '' THEN 'sms' ELSE failed_channels || '|sms' END \
+             WHERE ",
+            $by,
+            "provider_id = $1 AND channel = 'sms' AND state = 'sent'"
+        )
+    };
+}
+macro_rules! receipt_record {
+    ($by:literal) => {
+        concat!(
+            "UPDATE notices SET receipt = $2, updated_at = $3 WHERE ",
+            $by,
+            "provider_id = $1"
+        )
+    };
+}
+const RECEIPT_FALLBACK_BY_SID: &str = receipt_fallback!("");
+const RECEIPT_FALLBACK_BY_ID: &str = receipt_fallback!("id = $5 AND ");
+const RECEIPT_RECORD_BY_SID: &str = receipt_record!("");
+const RECEIPT_RECORD_BY_ID: &str = receipt_record!("id = $4 AND ");
 
 impl Store {
     /// Customers whose phone is `phone` (E.164), whatever its status.
