@@ -20,6 +20,15 @@ async fn planned_for(app: &TestApp, fault: &str) -> Vec<faultline::store::Assign
         .collect()
 }
 
+async fn dispatched(app: &TestApp, fault: &str) -> Vec<faultline::domain::StaffId> {
+    planned_for(app, fault)
+        .await
+        .into_iter()
+        .filter(|a| a.state == "dispatched")
+        .filter_map(|a| a.staff_id)
+        .collect()
+}
+
 async fn crews_follow_faults_and_pins_stick(backend: Backend) {
     let app = spawn_app(backend).await;
     let staff = app.import_staff().await;
@@ -309,6 +318,13 @@ async fn unanswered_dispatches_time_out_and_coordinators_answer_for_staff(backen
         }
     })
     .await;
+    // With a zero timeout every re-plan expires every dispatch before it stores the next plan,
+    // so a reader can catch the plan with nobody dispatched, and a coordinator's answer races
+    // the next expiry. A long timeout from here on keeps the plan still for the rest.
+    app.restart_with(faultline::clock::Clock::System, |s| {
+        s.staffing.answer_timeout_mins = 60;
+    })
+    .await;
     let declined: HashSet<String> = app
         .store
         .staff_declines()
@@ -317,9 +333,18 @@ async fn unanswered_dispatches_time_out_and_coordinators_answer_for_staff(backen
         .into_iter()
         .map(|(_, staff)| staff)
         .collect();
+    assert!(!declined.is_empty(), "the timeouts are kept as declines");
+    let app_ref = &app;
+    eventually("someone is dispatched after the timeouts", || async move {
+        planned_for(app_ref, "F-1002")
+            .await
+            .iter()
+            .any(|a| a.state == "dispatched")
+    })
+    .await;
     let plan = planned_for(&app, "F-1002").await;
-    // A re-plan may be between recording a timeout and storing its plan: the row then still
-    // names the person, as `declined`, which records the refusal rather than offering again.
+    // A timed-out row may still name its person, as `declined`, which records the refusal
+    // rather than offering again.
     assert!(
         plan.iter()
             .filter(|a| a.state != "declined")
@@ -429,7 +454,57 @@ async fn on_call_agents_are_called_out_when_calls_surge(backend: Backend) {
     .await;
 }
 
+async fn answers_given_while_a_plan_is_computed_survive_its_save(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    app.import_staff().await;
+    app.publish(&[include_bytes!("../samples/events/detected-radius.json")])
+        .await;
+    eventually("two people are dispatched", || async {
+        dispatched(&app, "F-1002").await.len() >= 2
+    })
+    .await;
+    // No re-plan of the daemon's own from here: the test plays the re-plan.
+    app.stop().await;
+    app.store = faultline::store::Store::connect(app.settings.database.url.expose(), 2)
+        .await
+        .unwrap();
+    let read = app.store.assignments().await.unwrap();
+    let people = dispatched(&app, "F-1002").await;
+    let (yes, no) = (&people[0], &people[1]);
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(app
+        .store
+        .answer_dispatch(yes, true, "sms", now)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(app
+        .store
+        .answer_dispatch(no, false, "sms", now)
+        .await
+        .unwrap()
+        .is_some());
+    // The re-plan stores what it computed from its earlier read: both still `dispatched`.
+    let unpinned: Vec<_> = read.into_iter().filter(|a| !a.pinned).collect();
+    app.store.save_plan(&unpinned, now + 1).await.unwrap();
+    let after = planned_for(&app, "F-1002").await;
+    let state_of = |who| {
+        after
+            .iter()
+            .find(|a| a.staff_id.as_ref() == Some(who))
+            .map(|a| (a.state.as_str(), a.answered_at))
+    };
+    assert_eq!(state_of(yes), Some(("accepted", Some(now))));
+    assert_eq!(state_of(no), Some(("declined", Some(now))));
+    // Answered once: nothing waits for either of them any more.
+    for who in [yes, no] {
+        let again = app.store.answer_dispatch(who, true, "sms", now).await;
+        assert_eq!(again.unwrap(), None, "{who:?} has no dispatch waiting");
+    }
+}
+
 both_backends!(
+    answers_given_while_a_plan_is_computed_survive_its_save,
     crews_follow_faults_and_pins_stick,
     status_and_position_changes_are_audited,
     the_staffing_command_shows_pins_and_releases,

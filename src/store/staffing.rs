@@ -1,6 +1,8 @@
 //! Staffing's tables: people with their run-time state, the current plan, and the audit log of
 //! coordinators' overrides.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 
 use super::{on_pool, Store, StoreError};
@@ -157,7 +159,6 @@ impl Store {
         })
     }
 
-    /// The stored plan, by fault and slot.
     /// The minimum level of a slot of the stored plan; `None` when the plan has no such slot.
     pub async fn slot_min_level(&self, slot: &SlotKey) -> Result<Option<u8>, StoreError> {
         let sql = "SELECT min_level FROM assignments WHERE fault_id = $1 AND skill = $2 AND slot_index = $3";
@@ -169,6 +170,7 @@ impl Store {
             .transpose()
     }
 
+    /// The stored plan, by fault and slot.
     pub async fn assignments(&self) -> Result<Vec<AssignmentRow>, StoreError> {
         let sql = "SELECT fault_id, skill, slot_index, min_level, staff_id, pinned, state, travel_m, \
                    priority, on_call, disruption, total, dispatched_at, answered_at FROM assignments \
@@ -180,11 +182,7 @@ impl Store {
                 let skill: String = r.try_get(1)?;
                 let staff: Option<String> = r.try_get(4)?;
                 Ok(AssignmentRow {
-                    slot: SlotKey {
-                        fault: FaultId::parse(&fault).map_err(corrupt)?,
-                        skill: skill.parse().map_err(corrupt)?,
-                        index: u16::try_from(r.try_get::<i64, _>(2)?).map_err(corrupt)?,
-                    },
+                    slot: slot_key(&fault, &skill, r.try_get(2)?)?,
                     min_level: u8::try_from(r.try_get::<i64, _>(3)?).map_err(corrupt)?,
                     staff_id: staff.map(|s| StaffId::parse(&s)).transpose().map_err(corrupt)?,
                     pinned: r.try_get::<i64, _>(5)? != 0,
@@ -202,19 +200,32 @@ impl Store {
 
     /// Replaces the plan: every unpinned row goes, `rows` come in; pinned rows stay unless
     /// their fault is no longer planned (restoration releases the crew).
+    ///
+    /// `rows` were planned from a read of the plan made before; a person may have answered
+    /// their dispatch since. Their answer is kept: a row still `dispatched` in `rows` takes the
+    /// answer the stored row holds at the moment it is replaced.
     pub async fn save_plan(&self, rows: &[AssignmentRow], now: i64) -> Result<(), StoreError> {
         let faults: std::collections::BTreeSet<&str> =
             rows.iter().map(|r| r.slot.fault.as_str()).collect();
         on_pool!(self, pool, Db => {
             let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM assignments WHERE pinned = 0").execute(&mut *tx).await?;
+            if let Some(lock) = self.assignments_lock() {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            let replaced: Vec<Replaced> = sqlx::query_as(
+                "DELETE FROM assignments WHERE pinned = 0 \
+                 RETURNING fault_id, skill, slot_index, staff_id, state, answered_at",
+            )
+            .fetch_all(&mut *tx).await?;
+            let answers = Answers::from(replaced);
             let pinned: Vec<String> = sqlx::query_scalar("SELECT DISTINCT fault_id FROM assignments")
                 .fetch_all(&mut *tx).await?;
             for gone in pinned.iter().filter(|f| !faults.contains(f.as_str())) {
                 sqlx::query("DELETE FROM assignments WHERE fault_id = $1").bind(gone).execute(&mut *tx).await?;
             }
             for r in rows.iter().filter(|r| !r.pinned) {
-                insert_assignment::<Db>(PLAN_ASSIGNMENT, r, now).execute(&mut *tx).await?;
+                let r = answers.applied_to(r);
+                insert_assignment::<Db>(PLAN_ASSIGNMENT, &r, now).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
@@ -324,42 +335,55 @@ impl Store {
         how: &str,
         now: i64,
     ) -> Result<Option<SlotKey>, StoreError> {
-        let waiting = self
-            .assignments()
-            .await?
-            .into_iter()
-            .find(|a| a.state == "dispatched" && a.staff_id.as_ref() == Some(staff));
-        let Some(row) = waiting else {
-            return Ok(None);
-        };
-        let (state, pinned) = if accept {
-            ("accepted", i64::from(row.pinned))
+        let (state, keep_pin) = if accept {
+            ("accepted", 1_i64)
         } else {
             ("declined", 0)
         };
-        let detail = format!(
-            "{} {} #{}",
-            row.slot.fault.as_str(),
-            row.slot.skill.as_str(),
-            row.slot.index
-        );
-        on_pool!(self, pool, _Db => {
+        // One statement finds the waiting row and answers it, so no re-plan stored in between
+        // can be answered by mistake or undo the answer; on SQLite the write also takes the
+        // database's lock before the read.
+        let answer = "UPDATE assignments SET state = $1, answered_at = $2, updated_at = $2, \
+                      pinned = CASE WHEN $3 = 1 THEN pinned ELSE 0 END \
+                      WHERE (fault_id, skill, slot_index) = (SELECT fault_id, skill, slot_index \
+                          FROM assignments WHERE staff_id = $4 AND state = 'dispatched' \
+                          ORDER BY fault_id, skill, slot_index LIMIT 1) \
+                      RETURNING fault_id, skill, slot_index";
+        let slot = on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;
-            sqlx::query("UPDATE assignments SET state = $1, pinned = $2, answered_at = $3, updated_at = $3 \
-                         WHERE fault_id = $4 AND skill = $5 AND slot_index = $6 AND staff_id = $7")
-                .bind(state).bind(pinned).bind(now).bind(row.slot.fault.as_str()).bind(row.slot.skill.as_str())
-                .bind(i64::from(row.slot.index)).bind(staff.as_str()).execute(&mut *tx).await?;
+            if let Some(lock) = self.assignments_lock() {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            let answered: Option<(String, String, i64)> = sqlx::query_as(answer)
+                .bind(state).bind(now).bind(keep_pin).bind(staff.as_str())
+                .fetch_optional(&mut *tx).await?;
+            let Some((fault, skill, index)) = answered else {
+                return Ok(None);
+            };
             if !accept {
                 sqlx::query("INSERT INTO staff_declines (fault_id, staff_id, at, how) VALUES ($1, $2, $3, $4) \
                              ON CONFLICT (fault_id, staff_id) DO NOTHING")
-                    .bind(row.slot.fault.as_str()).bind(staff.as_str()).bind(now).bind(how)
+                    .bind(&fault).bind(staff.as_str()).bind(now).bind(how)
                     .execute(&mut *tx).await?;
             }
+            let detail = format!("{fault} {skill} #{index}");
             sqlx::query(AUDIT).bind(now).bind(how).bind(state).bind(staff.as_str())
-                .bind(row.slot.fault.as_str()).bind(&detail).bind("answer to the dispatch").execute(&mut *tx).await?;
+                .bind(&fault).bind(&detail).bind("answer to the dispatch").execute(&mut *tx).await?;
             tx.commit().await?;
+            slot_key(&fault, &skill, index)?
         });
-        Ok(Some(row.slot))
+        Ok(Some(slot))
+    }
+
+    /// The statement that makes plan saves and dispatch answers take turns on PostgreSQL,
+    /// where two transactions can each read the plan before the other writes it. It blocks
+    /// other writers of `assignments` until commit, never readers. SQLite needs none: a
+    /// transaction that starts by writing holds the whole database.
+    fn assignments_lock(&self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Postgres(_) => Some("LOCK TABLE assignments IN SHARE ROW EXCLUSIVE MODE"),
+        }
     }
 
     /// Dispatches unanswered since before `cutoff` count as declined; returns how many.
@@ -454,6 +478,64 @@ impl Store {
                 fault_id: r.try_get(4)?, detail: r.try_get(5)?, reason: r.try_get(6)?,
             })).collect()
         })
+    }
+}
+
+fn slot_key(fault: &str, skill: &str, index: i64) -> Result<SlotKey, StoreError> {
+    Ok(SlotKey {
+        fault: FaultId::parse(fault).map_err(corrupt)?,
+        skill: skill.parse().map_err(corrupt)?,
+        index: u16::try_from(index).map_err(corrupt)?,
+    })
+}
+
+/// A plan row as it was replaced: fault, skill, slot index, person, state, answered at.
+type Replaced = (String, String, i64, Option<String>, String, Option<i64>);
+
+/// A plan row's slot and person: fault, skill, slot index, staff id.
+type SlotAndPerson = (String, String, i64, String);
+
+/// The answers (`accepted`, `declined`, with when) that replaced plan rows held.
+struct Answers(HashMap<SlotAndPerson, (String, Option<i64>)>);
+
+impl From<Vec<Replaced>> for Answers {
+    fn from(replaced: Vec<Replaced>) -> Self {
+        Self(
+            replaced
+                .into_iter()
+                .filter(|r| r.4 == "accepted" || r.4 == "declined")
+                .filter_map(|(fault, skill, index, staff, state, at)| {
+                    Some(((fault, skill, index, staff?), (state, at)))
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Answers {
+    /// `row`, with the answer its person gave since the plan was read.
+    fn applied_to<'r>(&self, row: &'r AssignmentRow) -> std::borrow::Cow<'r, AssignmentRow> {
+        let answer = row
+            .staff_id
+            .as_ref()
+            .filter(|_| row.state == "dispatched")
+            .and_then(|staff| {
+                let key = (
+                    row.slot.fault.as_str().to_owned(),
+                    row.slot.skill.as_str().to_owned(),
+                    i64::from(row.slot.index),
+                    staff.as_str().to_owned(),
+                );
+                self.0.get(&key)
+            });
+        match answer {
+            None => std::borrow::Cow::Borrowed(row),
+            Some((state, at)) => std::borrow::Cow::Owned(AssignmentRow {
+                state: state.clone(),
+                answered_at: *at,
+                ..row.clone()
+            }),
+        }
     }
 }
 
