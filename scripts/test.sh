@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine or a developer's box.
 #
-# Tests talk to a real Mosquitto on 127.0.0.1:1883 and a real PostgreSQL on 127.0.0.1:5432,
+# Tests talk to a real Mosquitto on 127.0.0.1:1883 (and start Mosquittos of their own, with
+# certificates made by openssl) and a real PostgreSQL on 127.0.0.1:5432,
 # and drive the web console in Debian's headless Chromium with playwright-core (npm, locked in
 # tests/e2e/package-lock.json). This script installs them with apt-get and npm when they are
 # missing, starts the services when they are stopped, makes a `faultline` test role, then
@@ -17,6 +18,8 @@ wait_for() { for _ in $(seq 1 50); do listening "$1" && return 0; sleep 0.2; don
 missing=()
 command -v mosquitto >/dev/null || missing+=(mosquitto)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+# The mqtts test makes its own CA and certificates.
+command -v openssl >/dev/null || missing+=(openssl)
 # The console's browser test: Debian's Chromium driven by playwright-core from npm.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)

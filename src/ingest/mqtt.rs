@@ -17,6 +17,8 @@ use crate::config::MqttSettings;
 pub enum MqttError {
     #[error("invalid mqtt.url `{0}`")]
     BadUrl(String),
+    #[error("mqtts: {0}")]
+    Tls(String),
 }
 
 /// A message for the engine, not yet acknowledged.
@@ -67,9 +69,30 @@ pub fn options(
         );
     }
     if tls {
-        opts.set_transport(Transport::tls_with_default_config());
+        opts.set_transport(Transport::tls_with_config(tls_config()?.into()));
     }
     Ok(opts)
+}
+
+/// TLS to the broker: the system's trust store (where a utility adds its own CA), and ring
+/// named as the provider rather than left for rustls to guess from crate features.
+fn tls_config() -> Result<rustls::ClientConfig, MqttError> {
+    let native = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        let why = native.errors.first().map(ToString::to_string);
+        return Err(MqttError::Tls(format!(
+            "no trusted CA certificates on this system ({})",
+            why.unwrap_or_else(|| "the trust store is empty".into())
+        )));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MqttError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// The running link: a client to publish and acknowledge with, and the event loop's task.
@@ -255,5 +278,14 @@ mod tests {
         assert_eq!(b.current_ms, 1000);
         b.reset();
         assert_eq!(b.current_ms, 100);
+    }
+
+    #[test]
+    fn mqtts_urls_get_a_tls_transport() {
+        let mut s = crate::config::Settings::defaults().mqtt;
+        s.url = "mqtts://broker.example:8884".into();
+        let opts = options(&s, "t", true).unwrap();
+        assert_eq!(opts.broker_address(), ("broker.example".to_owned(), 8884));
+        assert!(matches!(opts.transport(), Transport::Tls(_)));
     }
 }

@@ -312,7 +312,15 @@ where
 
 /// Subscribes to `topic` on the test broker; returns once the subscription is acknowledged.
 pub async fn subscribe(topic: &str) -> mpsc::UnboundedReceiver<(String, Vec<u8>, bool)> {
-    let url = url::Url::parse(&mqtt_url()).unwrap();
+    subscribe_at(&mqtt_url(), topic).await
+}
+
+/// Subscribes to `topic` on the broker at `url`; returns once the subscription is acknowledged.
+pub async fn subscribe_at(
+    url: &str,
+    topic: &str,
+) -> mpsc::UnboundedReceiver<(String, Vec<u8>, bool)> {
+    let url = url::Url::parse(url).unwrap();
     let mut opts = MqttOptions::new(
         unique_prefix(),
         url.host_str().unwrap(),
