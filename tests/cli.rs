@@ -3,7 +3,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 
@@ -112,21 +111,9 @@ async fn migrate_creates_the_schema_and_publish_reaches_the_broker() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (topic, payload, _) = tokio::time::timeout(Duration::from_secs(10), received.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let topic = sample_event_arrives(&out, &mut received).await;
     assert_eq!(
         topic,
         format!("{prefix}/faultline/v1/events/schwerin/F-1002")
-    );
-    assert_eq!(
-        payload,
-        std::fs::read("samples/events/detected-radius.json").unwrap()
     );
 }

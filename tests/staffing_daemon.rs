@@ -472,18 +472,13 @@ async fn answers_given_while_a_plan_is_computed_survive_its_save(backend: Backen
     let people = dispatched(&app, "F-1002").await;
     let (yes, no) = (&people[0], &people[1]);
     let now = chrono::Utc::now().timestamp_millis();
-    assert!(app
-        .store
-        .answer_dispatch(yes, true, "sms", now)
-        .await
-        .unwrap()
-        .is_some());
-    assert!(app
-        .store
-        .answer_dispatch(no, false, "sms", now)
-        .await
-        .unwrap()
-        .is_some());
+    for (who, accept) in [(yes, true), (no, false)] {
+        let answered = app.store.answer_dispatch(who, accept, "sms", now).await;
+        assert!(
+            answered.unwrap().is_some(),
+            "{who:?} had a dispatch waiting"
+        );
+    }
     // The re-plan stores what it computed from its earlier read: both still `dispatched`.
     let unpinned: Vec<_> = read.into_iter().filter(|a| !a.pinned).collect();
     app.store.save_plan(&unpinned, now + 1).await.unwrap();

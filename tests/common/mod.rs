@@ -310,6 +310,28 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// Asserts that `faultline publish` of `samples/events/detected-radius.json` succeeded and
+/// that the event arrived on `received`; returns the topic it arrived on.
+pub async fn sample_event_arrives(
+    publish: &std::process::Output,
+    received: &mut mpsc::UnboundedReceiver<(String, Vec<u8>, bool)>,
+) -> String {
+    assert!(
+        publish.status.success(),
+        "{}",
+        String::from_utf8_lossy(&publish.stderr)
+    );
+    let (topic, payload, _) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        payload,
+        std::fs::read("samples/events/detected-radius.json").unwrap()
+    );
+    topic
+}
+
 /// Subscribes to `topic` on the test broker; returns once the subscription is acknowledged.
 pub async fn subscribe(topic: &str) -> mpsc::UnboundedReceiver<(String, Vec<u8>, bool)> {
     subscribe_at(&mqtt_url(), topic).await
