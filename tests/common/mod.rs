@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod smtp;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use mailin_embedded::response::{INTERNAL_ERROR, NO_MAILBOX, OK};
@@ -63,6 +64,24 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start() -> SmtpServer {
+        Self::start_with(SslConfig::None)
+    }
+
+    /// A server that offers STARTTLS with the certificate `cert` (key `key`, CA chain `chain`).
+    pub fn start_tls(cert: &Path, key: &Path, chain: &Path) -> SmtpServer {
+        // mailin-embedded builds its rustls config with the process default provider, which
+        // rustls cannot choose by itself here: the test build has both ring and aws-lc (the
+        // latter from mailin-embedded's own rustls features). An error only says one is set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let path = |p: &Path| p.display().to_string();
+        Self::start_with(SslConfig::Trusted {
+            cert_path: path(cert),
+            key_path: path(key),
+            chain_path: path(chain),
+        })
+    }
+
+    fn start_with(ssl: SslConfig) -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let sink = Sink::default();
@@ -70,7 +89,7 @@ impl SmtpServer {
         let mut server = Server::new(sink);
         server
             .with_name("smtp.test")
-            .with_ssl(SslConfig::None)
+            .with_ssl(ssl)
             .unwrap()
             .with_num_threads(4)
             .with_tcp_listener(listener);

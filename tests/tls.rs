@@ -1,0 +1,206 @@
+//! TLS to the broker and to the SMTP relay, with certificates from a CA made by the test
+//! (openssl). The real binary trusts the system's store; `SSL_CERT_FILE` points that store at
+//! the test's CA, or at another one that the server's certificate does not chain to.
+//!
+//! `mqtts://`: `faultline publish` to a Mosquitto of the test's own with a TLS listener, and a
+//! plain listener the test subscribes on. E-mail: `faultline run` sends an outage notice by
+//! STARTTLS to a real SMTP server (mailin-embedded) holding the test CA's certificate.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::smtp::SmtpServer;
+use common::tls::certificates;
+use common::*;
+
+/// A Mosquitto child process with a plain and a TLS listener, killed on drop.
+struct TlsBroker {
+    child: Child,
+    plain: u16,
+    tls: u16,
+    ca: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn tls_broker() -> TlsBroker {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let (plain, tls) = (free_port(), free_port());
+    let d = dir.path().display();
+    // Run as root, Mosquitto would switch to its own user, who cannot read the test's files.
+    let user = if unsafe { libc::geteuid() } == 0 {
+        "user root\n"
+    } else {
+        ""
+    };
+    let conf = format!(
+        "{user}per_listener_settings false\nallow_anonymous true\npersistence false\n\
+         listener {plain} 127.0.0.1\n\
+         listener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
+    );
+    std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(dir.path().join("mosquitto.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is installed");
+    let broker = TlsBroker {
+        child,
+        plain,
+        tls,
+        ca: dir.path().join("ca.pem"),
+        _dir: dir,
+    };
+    eventually("the test's Mosquitto listens", || async {
+        [plain, tls]
+            .iter()
+            .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+    })
+    .await;
+    broker
+}
+
+fn publish(broker: &TlsBroker, topic: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    cmd.env(
+        "FAULTLINE__MQTT__URL",
+        format!("mqtts://localhost:{}", broker.tls),
+    )
+    .env("FAULTLINE__MQTT__TOPIC", topic)
+    .env_remove("RUST_LOG")
+    .env_remove("SSL_CERT_DIR")
+    .args(["publish", "samples/events/detected-radius.json"]);
+    cmd
+}
+
+#[tokio::test]
+async fn publish_over_mqtts_trusts_the_system_store_and_refuses_an_unknown_ca() {
+    let broker = tls_broker().await;
+    let prefix = unique_prefix();
+    let topic = format!("{prefix}/faultline/v1/events/#");
+    let mut received = subscribe_at(&format!("mqtt://127.0.0.1:{}", broker.plain), &topic).await;
+
+    // The store trusts the test's CA: the event arrives.
+    let out = publish(&broker, &topic)
+        .env("SSL_CERT_FILE", &broker.ca)
+        .output()
+        .unwrap();
+    sample_event_arrives(&out, &mut received).await;
+
+    // A store that does not know the CA: a clear error, no panic, nothing published.
+    let other = tempfile::tempdir().unwrap();
+    certificates(other.path());
+    let out = publish(&broker, &topic)
+        .env("SSL_CERT_FILE", other.path().join("ca.pem"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("MQTT connection failed"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), received.recv())
+            .await
+            .is_err(),
+        "nothing arrives over an untrusted connection"
+    );
+}
+
+/// One customer, told by e-mail only, on feeder TLS-1.
+const EMAIL_CUSTOMER: &str = "customer_id,name,lon,lat,phone,email,push_token,language,channels,quiet_hours,timezone,critical,feeder,service_point\n\
+    M00001,Mail Customer,11.80,53.40,,mail.customer@example.net,,en,email,,Europe/Berlin,,TLS-1,TLS-1 Bus 1\n";
+
+/// Runs the daemon against a fresh database of the e-mail customer, sending by STARTTLS to
+/// `smtp` while trusting `ca`, and publishes a fault on the customer's feeder until its outage
+/// notice has settled; returns the notice's (state, reason).
+async fn outage_notice_by_starttls(smtp: &SmtpServer, ca: &std::path::Path) -> (String, String) {
+    let (prefix, url, _dir, store) = database_with(Backend::Sqlite, EMAIL_CUSTOMER).await;
+    let settings = test_settings(&prefix, &url);
+    let mut daemon = daemon_command(&settings)
+        .env("FAULTLINE__CHANNELS__EMAIL__HOST", "localhost")
+        .env("FAULTLINE__CHANNELS__EMAIL__PORT", smtp.port.to_string())
+        .env("FAULTLINE__CHANNELS__EMAIL__TLS", "starttls")
+        .env(
+            "FAULTLINE__CHANNELS__EMAIL__FROM",
+            "Grid <outages@utility.example>",
+        )
+        .env("FAULTLINE__NOTIFY__MAX_ATTEMPTS", "1")
+        .env("FAULTLINE__NOTIFY__POLL_MS", "50")
+        .env("SSL_CERT_FILE", ca)
+        .env_remove("SSL_CERT_DIR")
+        .spawn()
+        .expect("the faultline binary starts");
+    // Long past: the momentary delay is over, the notice goes out at once.
+    let event = br#"{"v":1,"event_id":"tls","fault_id":"TLS-1","kind":"detected","occurred_at":"2026-11-23T14:00:00Z","devices":["TLS-1"]}"#;
+    let topic = format!("{prefix}/faultline/v1/events/test/TLS-1");
+    let settled = || async {
+        let q = faultline::store::NoticeQuery {
+            fault_id: Some("TLS-1".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let rows = store.search_notices(&q).await.unwrap();
+        rows.into_iter()
+            .find(|n| !["queued", "claimed", "sending"].contains(&n.state.as_str()))
+            .map(|n| (n.state, n.reason.unwrap_or_default()))
+    };
+    eventually("the outage notice has settled", || async {
+        // Until the daemon has subscribed, an event is lost; its id makes repeats harmless.
+        let _ = faultline::ingest::publish::publish_all(
+            &settings.mqtt,
+            vec![(topic.clone(), event.to_vec())],
+        )
+        .await;
+        settled().await.is_some()
+    })
+    .await;
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    settled().await.unwrap()
+}
+
+#[tokio::test]
+async fn email_by_starttls_trusts_the_system_store_and_refuses_an_unknown_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let pem = |name: &str| dir.path().join(name);
+    let smtp = SmtpServer::start_tls(&pem("server.pem"), &pem("server.key"), &pem("ca.pem"));
+
+    let (state, reason) = outage_notice_by_starttls(&smtp, &pem("ca.pem")).await;
+    assert_eq!(state, "sent", "{reason}");
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].to, vec!["mail.customer@example.net".to_owned()]);
+
+    // The relay's certificate does not chain to what the store trusts: nothing is sent.
+    let other = tempfile::tempdir().unwrap();
+    certificates(other.path());
+    let (state, reason) = outage_notice_by_starttls(&smtp, &other.path().join("ca.pem")).await;
+    assert_eq!(state, "failed", "{reason}");
+    assert!(
+        reason.starts_with("every channel failed (tried: email); last error: "),
+        "{reason}"
+    );
+    assert!(reason.contains("certificate"), "{reason}");
+    assert_eq!(smtp.received().len(), 1, "nothing more reached the relay");
+}
