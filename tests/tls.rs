@@ -204,3 +204,43 @@ async fn email_by_starttls_trusts_the_system_store_and_refuses_an_unknown_ca() {
     assert!(reason.contains("certificate"), "{reason}");
     assert_eq!(smtp.received().len(), 1, "nothing more reached the relay");
 }
+
+/// The test server's URL with `sslmode` set.
+fn pg_url_with_sslmode(mode: &str) -> String {
+    let mut url = url::Url::parse(&pg_admin_url()).unwrap();
+    url.query_pairs_mut().append_pair("sslmode", mode);
+    url.to_string()
+}
+
+#[tokio::test]
+async fn postgres_with_sslmode_is_encrypted_and_verified_or_refused() {
+    let admin = sqlx::PgPool::connect(&pg_admin_url())
+        .await
+        .expect("PostgreSQL reachable (scripts/test.sh starts it)");
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    let required = faultline::store::Store::connect(&pg_url_with_sslmode("require"), 1).await;
+    if ssl != "on" {
+        // A server without TLS: `require` refuses rather than falling back to plain text.
+        assert!(required.is_err(), "require must not connect in plain text");
+        return;
+    }
+    let Ok(faultline::store::Store::Postgres(pool)) = required else {
+        panic!("sslmode=require connects: {:?}", required.err());
+    };
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(encrypted, "the connection is encrypted");
+    // Debian's clusters serve a self-signed "snakeoil" certificate, which the system store
+    // does not trust: verification refuses it.
+    let verified = faultline::store::Store::connect(&pg_url_with_sslmode("verify-full"), 1).await;
+    let Err(error) = verified else {
+        panic!("an untrusted server certificate is refused");
+    };
+    assert!(error.to_string().contains("certificate"), "{error}");
+}
