@@ -43,41 +43,54 @@ fn free_port() -> u16 {
 async fn tls_broker() -> TlsBroker {
     let dir = tempfile::tempdir().unwrap();
     certificates(dir.path());
-    let (plain, tls) = (free_port(), free_port());
-    let d = dir.path().display();
+    // A free port can be taken again before Mosquitto binds it; it then exits, and we retry.
+    for _ in 0..3 {
+        let (plain, tls) = (free_port(), free_port());
+        let mut child = spawn_mosquitto(dir.path(), plain, tls);
+        for _ in 0..100 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            let listening = [plain, tls]
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            if listening {
+                return TlsBroker {
+                    child,
+                    plain,
+                    tls,
+                    ca: dir.path().join("ca.pem"),
+                    _dir: dir,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("the test's Mosquitto did not start");
+}
+
+/// Mosquitto with a plain listener on `plain` and a TLS one on `tls`, certificates from `dir`.
+fn spawn_mosquitto(dir: &std::path::Path, plain: u16, tls: u16) -> Child {
+    let d = dir.display();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
     // Run as root, Mosquitto would switch to its own user, who cannot read the test's files.
-    let user = if unsafe { libc::geteuid() } == 0 {
-        "user root\n"
-    } else {
-        ""
-    };
+    let user = if root { "user root\n" } else { "" };
     let conf = format!(
         "{user}per_listener_settings false\nallow_anonymous true\npersistence false\n\
          listener {plain} 127.0.0.1\n\
          listener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
     );
-    std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
-    let child = Command::new("mosquitto")
+    std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
+    Command::new("mosquitto")
         .arg("-c")
-        .arg(dir.path().join("mosquitto.conf"))
+        .arg(dir.join("mosquitto.conf"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("mosquitto is installed");
-    let broker = TlsBroker {
-        child,
-        plain,
-        tls,
-        ca: dir.path().join("ca.pem"),
-        _dir: dir,
-    };
-    eventually("the test's Mosquitto listens", || async {
-        [plain, tls]
-            .iter()
-            .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
-    })
-    .await;
-    broker
+        .expect("mosquitto is installed")
 }
 
 fn publish(broker: &TlsBroker, topic: &str) -> Command {
