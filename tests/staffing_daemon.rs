@@ -334,12 +334,8 @@ async fn unanswered_dispatches_time_out_and_coordinators_answer_for_staff(backen
         .map(|(_, staff)| staff)
         .collect();
     assert!(!declined.is_empty(), "the timeouts are kept as declines");
-    let app_ref = &app;
-    eventually("someone is dispatched after the timeouts", || async move {
-        planned_for(app_ref, "F-1002")
-            .await
-            .iter()
-            .any(|a| a.state == "dispatched")
+    eventually("someone is dispatched after the timeouts", || async {
+        !dispatched(&app, "F-1002").await.is_empty()
     })
     .await;
     let plan = planned_for(&app, "F-1002").await;

@@ -297,7 +297,8 @@ macro_rules! finish_in {
 const FINISH_ONE: &str =
     "UPDATE notices SET state = $1, channel = $2, language = $3, body = $4, provider_id = $5, \
     reason = CASE WHEN $1 = 'failed' AND failed_channels <> '' AND reason IS NOT NULL \
-        THEN $6 || '; last error: ' || reason ELSE $6 END, sent_at = CASE WHEN $1 = 'sent' THEN $7 ELSE sent_at END, updated_at = $7, \
+        THEN $6 || '; last error: ' || reason ELSE $6 END, \
+    sent_at = CASE WHEN $1 = 'sent' THEN $7 ELSE sent_at END, updated_at = $7, \
     due_at = COALESCE($9, due_at), failed_channels = COALESCE($10, failed_channels), \
     attempts = attempts - $11, segments = $12 WHERE id = $8";
 

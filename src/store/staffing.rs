@@ -358,6 +358,7 @@ impl Store {
                 .bind(state).bind(now).bind(keep_pin).bind(staff.as_str())
                 .fetch_optional(&mut *tx).await?;
             let Some((fault, skill, index)) = answered else {
+                tx.rollback().await?; // at once, not when the pool next sees the connection
                 return Ok(None);
             };
             if !accept {

@@ -71,7 +71,8 @@ impl SmtpServer {
     pub fn start_tls(cert: &Path, key: &Path, chain: &Path) -> SmtpServer {
         // mailin-embedded builds its rustls config with the process default provider, which
         // rustls cannot choose by itself here: the test build has both ring and aws-lc (the
-        // latter from mailin-embedded's own rustls features). An error only says one is set.
+        // latter from mailin-embedded's own rustls features). An Err only means a provider
+        // was installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let path = |p: &Path| p.display().to_string();
         Self::start_with(SslConfig::Trusted {
