@@ -4,7 +4,8 @@
 //!
 //! `mqtts://`: `faultline publish` to a Mosquitto of the test's own with a TLS listener, and a
 //! plain listener the test subscribes on. E-mail: `faultline run` sends an outage notice by
-//! STARTTLS to a real SMTP server (mailin-embedded) holding the test CA's certificate.
+//! STARTTLS to a real SMTP server (mailin-embedded) holding the test CA's certificate; the
+//! webhook: the same notice posted to an HTTPS endpoint of the test's. PostgreSQL: `sslmode`.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::smtp::SmtpServer;
-use common::tls::certificates;
+use common::tls::{certificates, https_endpoint};
 use common::*;
 
 /// A Mosquitto child process with a plain and a TLS listener, killed on drop.
@@ -143,20 +144,30 @@ async fn publish_over_mqtts_trusts_the_system_store_and_refuses_an_unknown_ca() 
 const EMAIL_CUSTOMER: &str = "customer_id,name,lon,lat,phone,email,push_token,language,channels,quiet_hours,timezone,critical,feeder,service_point\n\
     M00001,Mail Customer,11.80,53.40,,mail.customer@example.net,,en,email,,Europe/Berlin,,TLS-1,TLS-1 Bus 1\n";
 
-/// Runs the daemon against a fresh database of the e-mail customer, sending by STARTTLS to
-/// `smtp` while trusting `ca`, and publishes a fault on the customer's feeder until its outage
-/// notice has settled; returns the notice's (state, reason).
-async fn outage_notice_by_starttls(smtp: &SmtpServer, ca: &std::path::Path) -> (String, String) {
+/// The channel settings that send e-mail by STARTTLS to `smtp` (at `localhost`).
+fn starttls_to(smtp: &SmtpServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("FAULTLINE__CHANNELS__EMAIL__HOST", "localhost".into()),
+        ("FAULTLINE__CHANNELS__EMAIL__PORT", smtp.port.to_string()),
+        ("FAULTLINE__CHANNELS__EMAIL__TLS", "starttls".into()),
+        (
+            "FAULTLINE__CHANNELS__EMAIL__FROM",
+            "Grid <outages@utility.example>".into(),
+        ),
+    ]
+}
+
+/// Runs the daemon with the channel settings `channels` while trusting `ca`, against a fresh
+/// database of the e-mail customer, and publishes a fault on the customer's feeder until its
+/// outage notice has settled; returns the notice's (state, reason).
+async fn outage_notice_via(
+    channels: &[(&'static str, String)],
+    ca: &std::path::Path,
+) -> (String, String) {
     let (prefix, url, _dir, store) = database_with(Backend::Sqlite, EMAIL_CUSTOMER).await;
     let settings = test_settings(&prefix, &url);
     let mut daemon = daemon_command(&settings)
-        .env("FAULTLINE__CHANNELS__EMAIL__HOST", "localhost")
-        .env("FAULTLINE__CHANNELS__EMAIL__PORT", smtp.port.to_string())
-        .env("FAULTLINE__CHANNELS__EMAIL__TLS", "starttls")
-        .env(
-            "FAULTLINE__CHANNELS__EMAIL__FROM",
-            "Grid <outages@utility.example>",
-        )
+        .envs(channels.iter().map(|(k, v)| (k, v)))
         .env("FAULTLINE__NOTIFY__MAX_ATTEMPTS", "1")
         .env("FAULTLINE__NOTIFY__POLL_MS", "50")
         .env("SSL_CERT_FILE", ca)
@@ -199,7 +210,7 @@ async fn email_by_starttls_trusts_the_system_store_and_refuses_an_unknown_ca() {
     let pem = |name: &str| dir.path().join(name);
     let smtp = SmtpServer::start_tls(&pem("server.pem"), &pem("server.key"), &pem("ca.pem"));
 
-    let (state, reason) = outage_notice_by_starttls(&smtp, &pem("ca.pem")).await;
+    let (state, reason) = outage_notice_via(&starttls_to(&smtp), &pem("ca.pem")).await;
     assert_eq!(state, "sent", "{reason}");
     let received = smtp.received();
     assert_eq!(received.len(), 1);
@@ -208,7 +219,8 @@ async fn email_by_starttls_trusts_the_system_store_and_refuses_an_unknown_ca() {
     // The relay's certificate does not chain to what the store trusts: nothing is sent.
     let other = tempfile::tempdir().unwrap();
     certificates(other.path());
-    let (state, reason) = outage_notice_by_starttls(&smtp, &other.path().join("ca.pem")).await;
+    let (state, reason) =
+        outage_notice_via(&starttls_to(&smtp), &other.path().join("ca.pem")).await;
     assert_eq!(state, "failed", "{reason}");
     assert!(
         reason.starts_with("every channel failed (tried: email); last error: "),
@@ -256,4 +268,31 @@ async fn postgres_with_sslmode_is_encrypted_and_verified_or_refused() {
         panic!("an untrusted server certificate is refused");
     };
     assert!(error.to_string().contains("certificate"), "{error}");
+}
+
+#[tokio::test]
+async fn the_webhook_over_https_trusts_the_system_store_too() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let (port, bodies) = https_endpoint(dir.path()).await;
+    // The only transport: it carries the customer's e-mail channel.
+    let webhook = vec![(
+        "FAULTLINE__CHANNELS__WEBHOOK__URL",
+        format!("https://localhost:{port}/notices"),
+    )];
+
+    let (state, reason) = outage_notice_via(&webhook, &dir.path().join("ca.pem")).await;
+    assert_eq!(state, "sent", "{reason}");
+    let posted = bodies.lock().unwrap().clone();
+    assert_eq!(posted.len(), 1);
+    let notice: serde_json::Value = serde_json::from_str(&posted[0]).unwrap();
+    assert_eq!(notice["customer_id"], "M00001");
+    assert_eq!(notice["kind"], "outage");
+
+    let other = tempfile::tempdir().unwrap();
+    certificates(other.path());
+    let (state, reason) = outage_notice_via(&webhook, &other.path().join("ca.pem")).await;
+    assert_eq!(state, "failed", "{reason}");
+    assert!(reason.contains("certificate"), "{reason}");
+    assert_eq!(bodies.lock().unwrap().len(), 1, "nothing more was posted");
 }

@@ -21,10 +21,24 @@ pub fn endpoint(key: &'static str, url: &str) -> Result<reqwest::Url, super::Set
     })
 }
 
-/// A request that never got an answer: worth retrying. The URL is left out because some
-/// providers put account ids in it.
+/// A request that never got an answer: worth retrying. The reason goes down the error's
+/// causes, because reqwest's own words ("error sending request") do not say whether the
+/// connection was refused, timed out or failed a certificate check. The URL is left out
+/// because some providers put account ids in it.
 pub fn unreachable(what: &str, e: reqwest::Error) -> ChannelError {
-    ChannelError::transient(format!("{what} unreachable: {}", e.without_url()))
+    let e = e.without_url();
+    let mut reason = format!("{what} unreachable: {e}");
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        // Wrappers often repeat the words of what they wrap.
+        let words = c.to_string();
+        if !reason.contains(&words) {
+            reason.push_str(": ");
+            reason.push_str(&words);
+        }
+        cause = c.source();
+    }
+    ChannelError::transient(reason)
 }
 
 /// 429 and 5xx mean "later"; the provider's `Retry-After` (seconds) is honoured.
@@ -44,4 +58,24 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_endpoint_says_why() {
+        // Nothing listens on port 1 of the loopback: the connection is refused.
+        let e = client(5)
+            .unwrap()
+            .post("http://127.0.0.1:1/secret-account/Messages.json")
+            .send()
+            .await
+            .unwrap_err();
+        let reason = unreachable("SMS provider", e).to_string();
+        assert!(reason.contains("SMS provider unreachable: "), "{reason}");
+        assert!(reason.contains("refused"), "{reason}");
+        assert!(!reason.contains("secret-account"), "{reason}");
+    }
 }
