@@ -19,18 +19,11 @@ use common::*;
 
 /// A Mosquitto child process with a plain and a TLS listener, killed on drop.
 struct TlsBroker {
-    child: Child,
+    _child: KillOnDrop,
     plain: u16,
     tls: u16,
     ca: std::path::PathBuf,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for TlsBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -57,7 +50,7 @@ async fn tls_broker() -> TlsBroker {
                 .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
             if listening {
                 return TlsBroker {
-                    child,
+                    _child: KillOnDrop(child),
                     plain,
                     tls,
                     ca: dir.path().join("ca.pem"),
@@ -166,7 +159,7 @@ async fn outage_notice_via(
 ) -> (String, String) {
     let (prefix, url, _dir, store) = database_with(Backend::Sqlite, EMAIL_CUSTOMER).await;
     let settings = test_settings(&prefix, &url);
-    let mut daemon = daemon_command(&settings)
+    let daemon = daemon_command(&settings)
         .envs(channels.iter().map(|(k, v)| (k, v)))
         .env("FAULTLINE__NOTIFY__MAX_ATTEMPTS", "1")
         .env("FAULTLINE__NOTIFY__POLL_MS", "50")
@@ -174,6 +167,7 @@ async fn outage_notice_via(
         .env_remove("SSL_CERT_DIR")
         .spawn()
         .expect("the faultline binary starts");
+    let daemon = KillOnDrop(daemon);
     // Long past: the momentary delay is over, the notice goes out at once.
     let event = br#"{"v":1,"event_id":"tls","fault_id":"TLS-1","kind":"detected","occurred_at":"2026-11-23T14:00:00Z","devices":["TLS-1"]}"#;
     let topic = format!("{prefix}/faultline/v1/events/test/TLS-1");
@@ -198,8 +192,7 @@ async fn outage_notice_via(
         settled().await.is_some()
     })
     .await;
-    daemon.kill().unwrap();
-    daemon.wait().unwrap();
+    drop(daemon);
     settled().await.unwrap()
 }
 

@@ -311,6 +311,16 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Asserts that `faultline publish` of `samples/events/detected-radius.json` succeeded and
 /// that the event arrived on `received`; returns the topic it arrived on.
 pub async fn sample_event_arrives(
