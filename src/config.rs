@@ -78,6 +78,10 @@ pub struct MqttSettings {
     pub url: String,
     pub username: String,
     pub password: Secret,
+    /// PEM file of a client certificate (and its chain) for `mqtts://`; empty: none.
+    pub client_cert: String,
+    /// PEM file of that certificate's private key.
+    pub client_key: String,
     pub client_id: String,
     pub topic: String,
     pub deadletter_topic: String,
@@ -267,6 +271,15 @@ impl Settings {
                 "mqtt.url",
                 "must look like mqtt://host:port or mqtts://host:port",
             ));
+        }
+        if self.mqtt.client_cert.is_empty() != self.mqtt.client_key.is_empty() {
+            return Err(invalid(
+                "mqtt.client_key",
+                "set mqtt.client_cert and mqtt.client_key together",
+            ));
+        }
+        if !self.mqtt.client_cert.is_empty() && mqtt.scheme() != "mqtts" {
+            return Err(invalid("mqtt.client_cert", "needs an mqtts:// url"));
         }
         if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 128 {
             return Err(invalid("mqtt.client_id", "must be 1 to 128 characters"));
@@ -500,7 +513,14 @@ mod tests {
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("mqtt.status_topic"), "{err}");
         type Breaker = fn(&mut Settings);
-        let cases: [(&str, Breaker); 9] = [
+        let cases: [(&str, Breaker); 11] = [
+            ("mqtt.client_key", |s| {
+                s.mqtt.client_cert = "client.pem".into()
+            }),
+            ("mqtt.client_cert", |s| {
+                s.mqtt.client_cert = "client.pem".into();
+                s.mqtt.client_key = "client.key".into();
+            }),
             ("api.public_rate_per_sec", |s| {
                 s.api.public_rate_per_sec = 0.0
             }),

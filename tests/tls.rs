@@ -34,13 +34,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn tls_broker() -> TlsBroker {
+/// With `client_certs`, the TLS listener requires a client certificate from the test's CA.
+async fn tls_broker(client_certs: bool) -> TlsBroker {
     let dir = tempfile::tempdir().unwrap();
     certificates(dir.path());
     // A free port can be taken again before Mosquitto binds it; it then exits, and we retry.
     for _ in 0..3 {
         let (plain, tls) = (free_port(), free_port());
-        let mut child = spawn_mosquitto(dir.path(), plain, tls);
+        let mut child = spawn_mosquitto(dir.path(), plain, tls, client_certs);
         for _ in 0..100 {
             if child.try_wait().unwrap().is_some() {
                 break;
@@ -66,16 +67,21 @@ async fn tls_broker() -> TlsBroker {
 }
 
 /// Mosquitto with a plain listener on `plain` and a TLS one on `tls`, certificates from `dir`.
-fn spawn_mosquitto(dir: &std::path::Path, plain: u16, tls: u16) -> Child {
+fn spawn_mosquitto(dir: &std::path::Path, plain: u16, tls: u16, client_certs: bool) -> Child {
     let d = dir.display();
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     // Run as root, Mosquitto would switch to its own user, who cannot read the test's files.
     let user = if root { "user root\n" } else { "" };
+    let require = if client_certs {
+        "require_certificate true\n"
+    } else {
+        ""
+    };
     let conf = format!(
         "{user}per_listener_settings false\nallow_anonymous true\npersistence false\n\
          listener {plain} 127.0.0.1\n\
-         listener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
+         listener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n{require}"
     );
     std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
     Command::new("mosquitto")
@@ -102,7 +108,7 @@ fn publish(broker: &TlsBroker, topic: &str) -> Command {
 
 #[tokio::test]
 async fn publish_over_mqtts_trusts_the_system_store_and_refuses_an_unknown_ca() {
-    let broker = tls_broker().await;
+    let broker = tls_broker(false).await;
     let prefix = unique_prefix();
     let topic = format!("{prefix}/faultline/v1/events/#");
     let mut received = subscribe_at(&format!("mqtt://127.0.0.1:{}", broker.plain), &topic).await;
@@ -131,6 +137,29 @@ async fn publish_over_mqtts_trusts_the_system_store_and_refuses_an_unknown_ca() 
             .is_err(),
         "nothing arrives over an untrusted connection"
     );
+}
+
+#[tokio::test]
+async fn a_broker_that_asks_for_a_client_certificate_gets_the_configured_one() {
+    let broker = tls_broker(true).await;
+    let prefix = unique_prefix();
+    let topic = format!("{prefix}/faultline/v1/events/#");
+    let mut received = subscribe_at(&format!("mqtt://127.0.0.1:{}", broker.plain), &topic).await;
+
+    let out = publish(&broker, &topic)
+        .env("SSL_CERT_FILE", &broker.ca)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "no client certificate, no session");
+
+    let dir = broker.ca.parent().unwrap();
+    let out = publish(&broker, &topic)
+        .env("SSL_CERT_FILE", &broker.ca)
+        .env("FAULTLINE__MQTT__CLIENT_CERT", dir.join("client.pem"))
+        .env("FAULTLINE__MQTT__CLIENT_KEY", dir.join("client.key"))
+        .output()
+        .unwrap();
+    sample_event_arrives(&out, &mut received).await;
 }
 
 /// One customer, told by e-mail only, on feeder TLS-1.

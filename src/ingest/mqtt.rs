@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use rand::Rng;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, Transport};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -69,14 +71,15 @@ pub fn options(
         );
     }
     if tls {
-        opts.set_transport(Transport::tls_with_config(tls_config()?.into()));
+        opts.set_transport(Transport::tls_with_config(tls_config(settings)?.into()));
     }
     Ok(opts)
 }
 
 /// TLS to the broker: the system's trust store (where a utility adds its own CA), and ring
-/// named as the provider rather than left for rustls to guess from crate features.
-fn tls_config() -> Result<rustls::ClientConfig, MqttError> {
+/// named as the provider rather than left for rustls to guess from crate features; a client
+/// certificate when one is configured.
+fn tls_config(settings: &MqttSettings) -> Result<rustls::ClientConfig, MqttError> {
     let native = rustls_native_certs::load_native_certs();
     let mut roots = rustls::RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(native.certs);
@@ -88,11 +91,35 @@ fn tls_config() -> Result<rustls::ClientConfig, MqttError> {
         )));
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| MqttError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+        .with_root_certificates(roots);
+    if settings.client_cert.is_empty() {
+        return Ok(builder.with_no_client_auth());
+    }
+    let (chain, key) = client_identity(&settings.client_cert, &settings.client_key)?;
+    builder
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| MqttError::Tls(format!("mqtt.client_cert and mqtt.client_key: {e}")))
+}
+
+/// The client certificate's chain and private key, from their PEM files.
+fn client_identity(
+    cert: &str,
+    key: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), MqttError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| MqttError::Tls(format!("mqtt.client_cert `{cert}`: {e}")))?;
+    if chain.is_empty() {
+        return Err(MqttError::Tls(format!(
+            "mqtt.client_cert `{cert}` holds no certificate"
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| MqttError::Tls(format!("mqtt.client_key `{key}`: {e}")))?;
+    Ok((chain, key))
 }
 
 /// The running link: a client to publish and acknowledge with, and the event loop's task.
@@ -287,5 +314,18 @@ mod tests {
         let opts = options(&s, "t", true).unwrap();
         assert_eq!(opts.broker_address(), ("broker.example".to_owned(), 8884));
         assert!(matches!(opts.transport(), Transport::Tls(_)));
+    }
+
+    #[test]
+    fn a_missing_client_certificate_is_a_clear_error() {
+        let mut s = crate::config::Settings::defaults().mqtt;
+        s.url = "mqtts://broker.example".into();
+        s.client_cert = "/nonexistent/client.pem".into();
+        s.client_key = "/nonexistent/client.key".into();
+        let err = options(&s, "t", true).unwrap_err().to_string();
+        assert!(
+            err.contains("mqtt.client_cert `/nonexistent/client.pem`"),
+            "{err}"
+        );
     }
 }

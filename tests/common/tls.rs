@@ -22,12 +22,15 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// In `dir`: a CA (`ca.pem`, `ca.key`), and a certificate it signed for localhost and
-/// 127.0.0.1 (`server.pem`, `server.key`).
+/// A new P-256 key for each certificate: quick to make.
+const EC_KEY: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+
+/// In `dir`: a CA (`ca.pem`, `ca.key`), a certificate it signed for localhost and 127.0.0.1
+/// (`server.pem`, `server.key`), and a client certificate it signed (`client.pem`,
+/// `client.key`).
 pub fn certificates(dir: &Path) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
     let mut ca = vec!["req", "-x509", "-nodes", "-days", "2"];
-    ca.extend(ec);
+    ca.extend(EC_KEY);
     ca.extend([
         "-keyout",
         "ca.key",
@@ -37,29 +40,41 @@ pub fn certificates(dir: &Path) {
         "/CN=faultline test CA",
     ]);
     openssl(dir, &ca);
-    let mut csr = vec!["req", "-nodes"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
+    signed(
+        dir,
+        "server",
         "/CN=localhost",
-    ]);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    );
+    signed(
+        dir,
+        "client",
+        "/CN=faultline",
+        "extendedKeyUsage=clientAuth",
+    );
+}
+
+/// `{name}.pem` and `{name}.key` in `dir`: a certificate for `subject` with the extension
+/// `ext`, signed by the CA in `dir`.
+fn signed(dir: &Path, name: &str, subject: &str, ext: &str) {
+    let (key, csr, pem, cnf) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.cnf"),
+    );
+    let mut request = vec!["req", "-nodes"];
+    request.extend(EC_KEY);
+    request.extend(["-keyout", &key, "-out", &csr, "-subj", subject]);
+    openssl(dir, &request);
+    std::fs::write(dir.join(&cnf), format!("{ext}\n")).unwrap();
     openssl(
         dir,
         &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
             "ca.pem",
             "-CAkey",
@@ -68,9 +83,9 @@ pub fn certificates(dir: &Path) {
             "-days",
             "2",
             "-extfile",
-            "ext.cnf",
+            &cnf,
             "-out",
-            "server.pem",
+            &pem,
         ],
     );
 }
