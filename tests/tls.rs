@@ -93,38 +93,44 @@ fn spawn_mosquitto(dir: &std::path::Path, plain: u16, tls: u16, client_certs: bo
         .expect("mosquitto is installed")
 }
 
-fn publish(broker: &TlsBroker, topic: &str) -> Command {
+/// `faultline publish` of the sample event over `mqtts://` to `broker`, trusting `ca`.
+fn publish(broker: &TlsBroker, topic: &str, ca: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
     cmd.env(
         "FAULTLINE__MQTT__URL",
         format!("mqtts://localhost:{}", broker.tls),
     )
     .env("FAULTLINE__MQTT__TOPIC", topic)
-    .env_remove("RUST_LOG")
+    .env("SSL_CERT_FILE", ca)
     .env_remove("SSL_CERT_DIR")
+    .env_remove("RUST_LOG")
     .args(["publish", "samples/events/detected-radius.json"]);
     cmd
 }
 
+/// A topic filter of the test's own, subscribed to on the broker's plain listener.
+async fn subscribed(broker: &TlsBroker) -> (String, Received) {
+    let topic = format!("{}/faultline/v1/events/#", unique_prefix());
+    let url = format!("mqtt://127.0.0.1:{}", broker.plain);
+    let received = subscribe_at(&url, &topic).await;
+    (topic, received)
+}
+
+type Received = tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>, bool)>;
+
 #[tokio::test]
 async fn publish_over_mqtts_trusts_the_system_store_and_refuses_an_unknown_ca() {
     let broker = tls_broker(false).await;
-    let prefix = unique_prefix();
-    let topic = format!("{prefix}/faultline/v1/events/#");
-    let mut received = subscribe_at(&format!("mqtt://127.0.0.1:{}", broker.plain), &topic).await;
+    let (topic, mut received) = subscribed(&broker).await;
 
     // The store trusts the test's CA: the event arrives.
-    let out = publish(&broker, &topic)
-        .env("SSL_CERT_FILE", &broker.ca)
-        .output()
-        .unwrap();
+    let out = publish(&broker, &topic, &broker.ca).output().unwrap();
     sample_event_arrives(&out, &mut received).await;
 
     // A store that does not know the CA: a clear error, no panic, nothing published.
     let other = tempfile::tempdir().unwrap();
     certificates(other.path());
-    let out = publish(&broker, &topic)
-        .env("SSL_CERT_FILE", other.path().join("ca.pem"))
+    let out = publish(&broker, &topic, &other.path().join("ca.pem"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -142,19 +148,13 @@ async fn publish_over_mqtts_trusts_the_system_store_and_refuses_an_unknown_ca() 
 #[tokio::test]
 async fn a_broker_that_asks_for_a_client_certificate_gets_the_configured_one() {
     let broker = tls_broker(true).await;
-    let prefix = unique_prefix();
-    let topic = format!("{prefix}/faultline/v1/events/#");
-    let mut received = subscribe_at(&format!("mqtt://127.0.0.1:{}", broker.plain), &topic).await;
+    let (topic, mut received) = subscribed(&broker).await;
 
-    let out = publish(&broker, &topic)
-        .env("SSL_CERT_FILE", &broker.ca)
-        .output()
-        .unwrap();
+    let out = publish(&broker, &topic, &broker.ca).output().unwrap();
     assert!(!out.status.success(), "no client certificate, no session");
 
     let dir = broker.ca.parent().unwrap();
-    let out = publish(&broker, &topic)
-        .env("SSL_CERT_FILE", &broker.ca)
+    let out = publish(&broker, &topic, &broker.ca)
         .env("FAULTLINE__MQTT__CLIENT_CERT", dir.join("client.pem"))
         .env("FAULTLINE__MQTT__CLIENT_KEY", dir.join("client.key"))
         .output()
