@@ -217,7 +217,7 @@ impl Store {
                  RETURNING fault_id, skill, slot_index, staff_id, state, answered_at",
             )
             .fetch_all(&mut *tx).await?;
-            let answers = Answers::from(replaced);
+            let answers = Answers::from_replaced(replaced)?;
             let pinned: Vec<String> = sqlx::query_scalar("SELECT DISTINCT fault_id FROM assignments")
                 .fetch_all(&mut *tx).await?;
             for gone in pinned.iter().filter(|f| !faults.contains(f.as_str())) {
@@ -493,49 +493,39 @@ fn slot_key(fault: &str, skill: &str, index: i64) -> Result<SlotKey, StoreError>
 /// A plan row as it was replaced: fault, skill, slot index, person, state, answered at.
 type Replaced = (String, String, i64, Option<String>, String, Option<i64>);
 
-/// A plan row's slot and person: fault, skill, slot index, staff id.
-type SlotAndPerson = (String, String, i64, String);
-
-/// The answers (`accepted`, `declined`, with when) that replaced plan rows held.
-struct Answers(HashMap<SlotAndPerson, (String, Option<i64>)>);
-
-impl From<Vec<Replaced>> for Answers {
-    fn from(replaced: Vec<Replaced>) -> Self {
-        Self(
-            replaced
-                .into_iter()
-                .filter(|r| r.4 == "accepted" || r.4 == "declined")
-                .filter_map(|(fault, skill, index, staff, state, at)| {
-                    Some(((fault, skill, index, staff?), (state, at)))
-                })
-                .collect(),
-        )
-    }
+/// What a person answered to a slot's dispatch: `accepted` or `declined`, and when.
+struct Answer {
+    staff: String,
+    state: String,
+    at: Option<i64>,
 }
 
+/// The answers that replaced plan rows held, by slot.
+struct Answers(HashMap<SlotKey, Answer>);
+
 impl Answers {
+    fn from_replaced(replaced: Vec<Replaced>) -> Result<Self, StoreError> {
+        let mut answers = HashMap::new();
+        for (fault, skill, index, staff, state, at) in replaced {
+            if let (Some(staff), "accepted" | "declined") = (staff, state.as_str()) {
+                let slot = slot_key(&fault, &skill, index)?;
+                answers.insert(slot, Answer { staff, state, at });
+            }
+        }
+        Ok(Self(answers))
+    }
+
     /// `row`, with the answer its person gave since the plan was read.
     fn applied_to<'r>(&self, row: &'r AssignmentRow) -> std::borrow::Cow<'r, AssignmentRow> {
-        let answer = row
-            .staff_id
-            .as_ref()
-            .filter(|_| row.state == "dispatched")
-            .and_then(|staff| {
-                let key = (
-                    row.slot.fault.as_str().to_owned(),
-                    row.slot.skill.as_str().to_owned(),
-                    i64::from(row.slot.index),
-                    staff.as_str().to_owned(),
-                );
-                self.0.get(&key)
-            });
-        match answer {
-            None => std::borrow::Cow::Borrowed(row),
-            Some((state, at)) => std::borrow::Cow::Owned(AssignmentRow {
-                state: state.clone(),
-                answered_at: *at,
+        let same_person =
+            |a: &&Answer| row.staff_id.as_ref().is_some_and(|s| s.as_str() == a.staff);
+        match self.0.get(&row.slot).filter(same_person) {
+            Some(a) if row.state == "dispatched" => std::borrow::Cow::Owned(AssignmentRow {
+                state: a.state.clone(),
+                answered_at: a.at,
                 ..row.clone()
             }),
+            _ => std::borrow::Cow::Borrowed(row),
         }
     }
 }
