@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// The shipped, documented defaults. Compiled in so the binary runs from any directory.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
+/// More HTTP/2 connections than this to one provider would be HTTP/1.1 by another name.
+const MAX_HTTP2_CONNECTIONS: u32 = 64;
+
 /// Why configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -169,6 +172,8 @@ pub struct PushSettings {
     pub service_account_file: String,
     pub timeout_secs: u64,
     pub max_per_second: f64,
+    /// 0: HTTP/1.1; above 0: HTTP/2 over that many connections (`channels::http::Clients`).
+    pub http2_connections: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -191,6 +196,8 @@ pub struct WebhookSettings {
     pub secret: Secret,
     pub timeout_secs: u64,
     pub max_per_second: f64,
+    /// 0: HTTP/1.1; above 0: HTTP/2 over that many connections (`channels::http::Clients`).
+    pub http2_connections: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -202,6 +209,8 @@ pub struct SmsSettings {
     pub status_callback: String,
     pub timeout_secs: u64,
     pub max_per_second: f64,
+    /// 0: HTTP/1.1; above 0: HTTP/2 over that many connections (`channels::http::Clients`).
+    pub http2_connections: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -410,6 +419,21 @@ impl Settings {
                 return Err(invalid(key, "must be 0 (unlimited) or a positive rate"));
             }
         }
+        for (key, connections) in [
+            ("channels.sms.http2_connections", c.sms.http2_connections),
+            ("channels.push.http2_connections", c.push.http2_connections),
+            (
+                "channels.webhook.http2_connections",
+                c.webhook.http2_connections,
+            ),
+        ] {
+            if connections > MAX_HTTP2_CONNECTIONS {
+                return Err(invalid(
+                    key,
+                    "must be 0 (HTTP/1.1) or between 1 and 64 HTTP/2 connections",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -513,7 +537,7 @@ mod tests {
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("mqtt.status_topic"), "{err}");
         type Breaker = fn(&mut Settings);
-        let cases: [(&str, Breaker); 11] = [
+        let cases: [(&str, Breaker); 12] = [
             ("mqtt.client_key", |s| {
                 s.mqtt.client_cert = "client.pem".into()
             }),
@@ -544,6 +568,9 @@ mod tests {
             }),
             ("notify.planned_offsets_hours", |s| {
                 s.notify.planned_offsets_hours = vec![48, 0]
+            }),
+            ("channels.webhook.http2_connections", |s| {
+                s.channels.webhook.http2_connections = 65
             }),
         ];
         for (key, break_it) in cases {

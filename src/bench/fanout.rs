@@ -27,6 +27,8 @@ pub struct FanoutArgs {
     pub database_url: Option<String>,
     pub concurrency: usize,
     pub batch: usize,
+    /// Push and SMS over HTTP/2 with this many connections; 0: HTTP/1.1.
+    pub http2: u32,
 }
 
 /// Runs the benchmark and prints one summary line per measure.
@@ -84,11 +86,15 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
 
     let secs = |d: Duration| d.as_secs_f64();
     println!(
-        "fanout: {} customers on {} (concurrency {}, batch {})",
+        "fanout: {} customers on {} (concurrency {}, batch {}, {})",
         args.customers,
         store.backend(),
         args.concurrency,
-        args.batch
+        args.batch,
+        match args.http2 {
+            0 => "HTTP/1.1".to_owned(),
+            n => format!("HTTP/2 over {n} connection(s)"),
+        }
     );
     println!(
         "    event → commit (member, episode and notice rows): {:.2} s",
@@ -178,6 +184,8 @@ async fn settings(
     s.channels.sms.account_sid = "ACbench".into();
     s.channels.sms.auth_token = Secret::new("bench-token");
     s.channels.sms.from = "+4915000000000".into();
+    s.channels.push.http2_connections = args.http2;
+    s.channels.sms.http2_connections = args.http2;
     s.channels.email.host = "127.0.0.1".into();
     s.channels.email.port = sinks.smtp_port;
     s.channels.email.tls = "none".into();

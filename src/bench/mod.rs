@@ -62,6 +62,10 @@ pub enum BenchWhat {
         /// Notices claimed per step (notify.batch_size).
         #[arg(long, default_value_t = 2000)]
         batch: usize,
+        /// Push and SMS over HTTP/2 with this many connections (their http2_connections);
+        /// 0: HTTP/1.1.
+        #[arg(long, default_value_t = 0)]
+        http2: u32,
     },
     /// The HTTP API in a storm: fault list and self-service lookups under wrk, the console's
     /// first render in headless Chromium.
@@ -99,6 +103,7 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
             database_url,
             concurrency,
             batch,
+            http2,
         } => {
             fanout::fanout(fanout::FanoutArgs {
                 customers,
@@ -106,6 +111,7 @@ pub async fn run(what: BenchWhat) -> anyhow::Result<()> {
                 database_url,
                 concurrency,
                 batch,
+                http2,
             })
             .await
         }

@@ -110,27 +110,33 @@ enum Accepted {
 }
 
 impl Accepted {
-    /// The provider's answer for message number `n`, with an id of its own as FCM and Twilio
-    /// give (random-looking, so the daemon's writes of them cost what real ones do).
-    fn answer(self, n: u64, out: &mut Vec<u8>) {
-        use std::io::Write as _;
+    /// FCM's `messages:send` and Twilio's `Messages.json`, by the request's path.
+    fn of(path: &[u8]) -> Option<Self> {
+        let has = |part: &[u8]| path.windows(part.len()).any(|w| w == part);
+        if path.starts_with(b"/v1/projects/") && has(b"/messages:send") {
+            Some(Self::Push)
+        } else if path.starts_with(b"/2010-04-01/Accounts/") && has(b"/Messages.json") {
+            Some(Self::Sms)
+        } else {
+            None
+        }
+    }
+
+    /// The provider's answer for message number `n` (status, JSON body), with an id of its
+    /// own as FCM and Twilio give (random-looking, so the daemon's writes of them cost what
+    /// real ones do).
+    fn answer(self, n: u64) -> (u16, String) {
         let (a, b) = (mix(n), mix(!n));
-        let (status, body) = match self {
+        match self {
             Self::Push => (
-                "200 OK",
+                200,
                 format!(r#"{{"name":"projects/bench/messages/0:{a:016x}"}}"#),
             ),
             Self::Sms => (
-                "201 Created",
+                201,
                 format!(r#"{{"sid":"SM{a:016x}{b:016x}","status":"queued"}}"#),
             ),
-        };
-        out.clear();
-        let _ = write!(
-            out,
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        }
     }
 }
 
@@ -142,10 +148,21 @@ fn mix(n: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One keep-alive HTTP/1.1 connection: FCM's `messages:send` and Twilio's `Messages.json`
-/// are accepted, anything else is 404. Bodies are framed by `Content-Length`, which both
-/// channels send; a chunked request ends the connection.
-async fn http_session(mut stream: TcpStream, tally: Arc<Tally>) -> io::Result<()> {
+/// One connection: HTTP/2 if it opens with the HTTP/2 preface (h2c by prior knowledge, as
+/// the daemon speaks it with `http2_connections`), else keep-alive HTTP/1.1.
+async fn http_session(stream: TcpStream, tally: Arc<Tally>) -> io::Result<()> {
+    let mut preface = [0u8; 3];
+    if stream.peek(&mut preface).await? == 3 && &preface == b"PRI" {
+        h2_session(stream, tally).await
+    } else {
+        h1_session(stream, tally).await
+    }
+}
+
+/// HTTP/1.1, bodies framed by `Content-Length`, which both channels send; a chunked request
+/// ends the connection. Anything but the two providers' paths is 404.
+async fn h1_session(mut stream: TcpStream, tally: Arc<Tally>) -> io::Result<()> {
+    use std::io::Write as _;
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(256);
     loop {
@@ -159,28 +176,69 @@ async fn http_session(mut stream: TcpStream, tally: Arc<Tally>) -> io::Result<()
                 return Ok(());
             }
         };
-        let line = buf[..head]
-            .split(|&b| b == b'\r')
-            .next()
-            .unwrap_or_default();
-        let accepted = if line.starts_with(b"POST /v1/projects/")
-            && line.windows(14).any(|w| w == b"/messages:send")
-        {
-            Some(Accepted::Push)
-        } else if line.starts_with(b"POST /2010-04-01/Accounts/")
-            && line.windows(14).any(|w| w == b"/Messages.json")
-        {
-            Some(Accepted::Sms)
-        } else {
-            None
-        };
+        // "POST <path> HTTP/1.1"
+        let path = buf[..head].split(|&b| b == b' ').nth(1).unwrap_or_default();
+        let accepted = Accepted::of(path);
         buf.drain(..total);
         match accepted {
             Some(what) => {
-                what.answer(tally.accept(), &mut out);
+                let (status, body) = what.answer(tally.accept());
+                let reason = if status == 200 { "OK" } else { "Created" };
+                out.clear();
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
                 stream.write_all(&out).await?;
             }
             None => stream.write_all(NOT_FOUND).await?,
+        }
+    }
+}
+
+/// HTTP/2 (the `h2` crate, which reqwest speaks it with): every request a stream, answered
+/// on a task of its own so the connection keeps reading the others.
+async fn h2_session(stream: TcpStream, tally: Arc<Tally>) -> io::Result<()> {
+    let mut connection = h2::server::Builder::new()
+        // As many streams as the daemon may have in flight, and windows that never make a
+        // burst of small requests wait for a WINDOW_UPDATE.
+        .max_concurrent_streams(4096)
+        .initial_connection_window_size(8 << 20)
+        .initial_window_size(1 << 20)
+        .handshake::<_, bytes::Bytes>(stream)
+        .await
+        .map_err(io::Error::other)?;
+    while let Some(request) = connection.accept().await {
+        let (request, respond) = request.map_err(io::Error::other)?;
+        tokio::spawn(h2_answer(request, respond, tally.clone()));
+    }
+    Ok(())
+}
+
+async fn h2_answer(
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<bytes::Bytes>,
+    tally: Arc<Tally>,
+) {
+    let accepted = Accepted::of(request.uri().path().as_bytes());
+    let mut body = request.into_body();
+    while let Some(chunk) = body.data().await {
+        let Ok(chunk) = chunk else { return };
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let (status, body) = match accepted {
+        Some(what) => what.answer(tally.accept()),
+        None => (404, String::new()),
+    };
+    let head = http::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(());
+    let Ok(head) = head else { return };
+    if let Ok(mut stream) = respond.send_response(head, body.is_empty()) {
+        if !body.is_empty() {
+            let _ = stream.send_data(bytes::Bytes::from(body), true);
         }
     }
 }

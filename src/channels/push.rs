@@ -9,7 +9,7 @@ use crate::config::PushSettings;
 /// An FCM HTTP v1 sender.
 #[derive(Debug)]
 pub struct PushChannel {
-    client: reqwest::Client,
+    clients: http::Clients,
     url: reqwest::Url,
     auth: Auth,
 }
@@ -87,13 +87,13 @@ struct Detail {
 
 impl PushChannel {
     pub fn new(s: &PushSettings) -> Result<Self, super::SetupError> {
-        let client = http::client(s.timeout_secs)?;
         let auth = if s.service_account_file.is_empty() {
             Auth::Static(s.token.expose().to_owned())
         } else {
+            // A token an hour: HTTP/1.1 to whatever the key file names as its token endpoint.
             Auth::ServiceAccount(TokenSource::from_file(
                 &s.service_account_file,
-                client.clone(),
+                http::client(s.timeout_secs)?,
             )?)
         };
         let url = format!(
@@ -102,7 +102,7 @@ impl PushChannel {
             s.project_id
         );
         Ok(Self {
-            client,
+            clients: http::Clients::new(s.timeout_secs, s.http2_connections)?,
             url: http::endpoint("channels.push.base_url", &url)?,
             auth,
         })
@@ -131,7 +131,8 @@ impl PushChannel {
             Auth::ServiceAccount(source) => source.token().await?,
         };
         let response = self
-            .client
+            .clients
+            .next()
             .post(self.url.clone())
             .bearer_auth(token)
             .json(&body)

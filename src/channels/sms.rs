@@ -23,7 +23,7 @@ fn callback_for(base: &str, notice_id: i64) -> String {
 /// A Twilio-compatible SMS sender.
 #[derive(Debug, Clone)]
 pub struct SmsChannel {
-    client: reqwest::Client,
+    clients: http::Clients,
     url: reqwest::Url,
     account_sid: String,
     auth_token: String,
@@ -50,7 +50,7 @@ impl SmsChannel {
             s.account_sid
         );
         Ok(Self {
-            client: http::client(s.timeout_secs)?,
+            clients: http::Clients::new(s.timeout_secs, s.http2_connections)?,
             url: http::endpoint("channels.sms.base_url", &url)?,
             account_sid: s.account_sid.clone(),
             auth_token: s.auth_token.expose().to_owned(),
@@ -74,7 +74,8 @@ impl SmsChannel {
             form.push(("StatusCallback", cb.as_str()));
         }
         let response = self
-            .client
+            .clients
+            .next()
             .post(self.url.clone())
             .basic_auth(&self.account_sid, Some(&self.auth_token))
             .form(&form)

@@ -12,7 +12,7 @@ use crate::config::WebhookSettings;
 /// same key twice (our retry after a lost answer) can drop the copy.
 #[derive(Debug, Clone)]
 pub struct WebhookChannel {
-    client: reqwest::Client,
+    clients: http::Clients,
     url: reqwest::Url,
     secret: Option<String>,
 }
@@ -20,7 +20,7 @@ pub struct WebhookChannel {
 impl WebhookChannel {
     pub fn new(s: &WebhookSettings) -> Result<Self, super::SetupError> {
         Ok(Self {
-            client: http::client(s.timeout_secs)?,
+            clients: http::Clients::new(s.timeout_secs, s.http2_connections)?,
             url: http::endpoint("channels.webhook.url", &s.url)?,
             secret: (!s.secret.is_empty()).then(|| s.secret.expose().to_owned()),
         })
@@ -41,7 +41,8 @@ impl WebhookChannel {
         })
         .to_string();
         let mut request = self
-            .client
+            .clients
+            .next()
             .post(self.url.clone())
             .header("Idempotency-Key", n.notice_id.to_string())
             .header(reqwest::header::CONTENT_TYPE, "application/json");

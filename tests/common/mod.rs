@@ -414,15 +414,21 @@ macro_rules! both_backends {
     };
 }
 
-/// A TCP proxy in front of the real broker whose connections the test can cut, to exercise
+/// A TCP proxy in front of a real server (the broker, a provider's mock) that counts the
+/// connections it is asked for and whose connections the test can cut, to exercise
 /// reconnects without touching the shared Mosquitto.
 pub struct Proxy {
+    /// `mqtt://` and the proxy's address (from [`Proxy::start`]).
     pub url: String,
+    /// The proxy's `host:port`.
+    pub addr: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
+    /// A proxy in front of the test broker.
     pub async fn start() -> Proxy {
         let upstream = url::Url::parse(&mqtt_url()).unwrap();
         let upstream = format!(
@@ -430,13 +436,21 @@ impl Proxy {
             upstream.host_str().unwrap(),
             upstream.port().unwrap_or(1883)
         );
+        Self::to(upstream).await
+    }
+
+    /// A proxy in front of `upstream` (`host:port`).
+    pub async fn to(upstream: String) -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("mqtt://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap().to_string();
+        let url = format!("mqtt://{addr}");
         let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
             Default::default();
-        let registry = conns.clone();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (registry, count) = (conns.clone(), accepted.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let upstream = upstream.clone();
                 let task = tokio::spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
@@ -446,7 +460,18 @@ impl Proxy {
                 registry.lock().unwrap().push(task);
             }
         });
-        Proxy { url, conns, accept }
+        Proxy {
+            url,
+            addr,
+            accepted,
+            conns,
+            accept,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Drops every proxied connection, as a network failure would.

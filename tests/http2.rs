@@ -1,0 +1,186 @@
+//! The HTTP channels over HTTP/2 (`http2_connections`), against wiremock servers that speak
+//! Twilio's and FCM's APIs (wiremock serves HTTP/2 without TLS to a client that speaks it from
+//! the first byte), behind a TCP proxy that counts the connections asked of it. Requests in
+//! flight share the configured connections; HTTP/1.1, the default, opens one per request in
+//! flight.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Proxy;
+use faultline::channels::push::PushChannel;
+use faultline::channels::sms::SmsChannel;
+use faultline::channels::{ChannelError, Outbound};
+use faultline::config::{Secret, Settings};
+use faultline::domain::Channel;
+use tokio::task::JoinSet;
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const MESSAGES: &str = "/2010-04-01/Accounts/AC123/Messages.json";
+const SEND: &str = "/v1/projects/grid-app/messages:send";
+/// Requests sent at once. The mocks hold every answer long enough that all are in flight
+/// together, so HTTP/1.1 cannot reuse a connection among them.
+const IN_FLIGHT: i64 = 24;
+const HOLD: Duration = Duration::from_millis(800);
+
+async fn twilio() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(MESSAGES))
+        // HTTP Basic auth with account_sid:auth_token ("AC123:secret-token").
+        .and(header("authorization", "Basic QUMxMjM6c2VjcmV0LXRva2Vu"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(serde_json::json!({"sid": "SM0001", "status": "queued"}))
+                .set_delay(HOLD),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+fn sms(proxy: &Proxy, http2_connections: u32) -> SmsChannel {
+    let mut s = Settings::defaults().channels.sms;
+    s.base_url = format!("http://{}", proxy.addr);
+    s.account_sid = "AC123".into();
+    s.auth_token = Secret::new("secret-token");
+    s.from = "+4915000000000".into();
+    s.http2_connections = http2_connections;
+    SmsChannel::new(&s).unwrap()
+}
+
+fn notice(id: i64, channel: Channel, address: &str) -> Outbound {
+    Outbound {
+        notice_id: id,
+        customer_id: format!("C{id}"),
+        fault_id: "F-1".into(),
+        kind: "outage".into(),
+        channel,
+        address: address.into(),
+        language: "en".into(),
+        title: "Power outage at your address".into(),
+        body: format!("Notice number {id}."),
+    }
+}
+
+/// Sends `IN_FLIGHT` SMS at once; their sids.
+async fn send_all(channel: SmsChannel) -> Vec<String> {
+    let mut sends = JoinSet::new();
+    for id in 1..=IN_FLIGHT {
+        let channel = channel.clone();
+        sends.spawn(async move {
+            channel
+                .send(&notice(id, Channel::Sms, "+4915100000001"))
+                .await
+        });
+    }
+    let mut sids = Vec::new();
+    while let Some(sent) = sends.join_next().await {
+        sids.push(sent.unwrap().unwrap());
+    }
+    sids
+}
+
+#[tokio::test]
+async fn http2_carries_the_requests_in_flight_over_the_configured_connections() {
+    let server = twilio().await;
+    let proxy = Proxy::to(server.address().to_string()).await;
+    let sids = send_all(sms(&proxy, 2)).await;
+    assert_eq!(sids.len() as i64, IN_FLIGHT);
+    assert!(sids.iter().all(|sid| sid == "SM0001"), "{sids:?}");
+    assert_eq!(proxy.connections(), 2, "two connections, taken in turn");
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len() as i64, IN_FLIGHT);
+    // The form arrived whole over HTTP/2 as over HTTP/1.1.
+    let body = String::from_utf8_lossy(&received[0].body).into_owned();
+    assert!(body.contains("To=%2B4915100000001"), "{body}");
+    assert!(body.contains("Body=Notice+number"), "{body}");
+}
+
+#[tokio::test]
+async fn http1_the_default_opens_a_connection_per_request_in_flight() {
+    let server = twilio().await;
+    let proxy = Proxy::to(server.address().to_string()).await;
+    assert_eq!(Settings::defaults().channels.sms.http2_connections, 0);
+    let sids = send_all(sms(&proxy, 0)).await;
+    assert_eq!(sids.len() as i64, IN_FLIGHT);
+    assert_eq!(proxy.connections() as i64, IN_FLIGHT);
+}
+
+#[tokio::test]
+async fn push_over_http2_reads_fcm_answers_and_its_error_bodies() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(SEND))
+        .and(body_string_contains("tok-dead"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(serde_json::json!({
+            "error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND",
+                "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}})))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND))
+        .and(header("authorization", "Bearer fcm-token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"name": "projects/grid-app/messages/0:42"})),
+        )
+        .with_priority(5)
+        .mount(&server)
+        .await;
+    let proxy = Proxy::to(server.address().to_string()).await;
+    let mut s = Settings::defaults().channels.push;
+    s.base_url = format!("http://{}", proxy.addr);
+    s.project_id = "grid-app".into();
+    s.token = Secret::new("fcm-token");
+    s.http2_connections = 1;
+    let push = Arc::new(PushChannel::new(&s).unwrap());
+
+    let name = push
+        .send(&notice(1, Channel::Push, "tok-good"))
+        .await
+        .unwrap();
+    assert_eq!(name, "projects/grid-app/messages/0:42");
+    let dead = push.send(&notice(2, Channel::Push, "tok-dead")).await;
+    assert!(
+        matches!(&dead, Err(ChannelError::DeadContact(_))),
+        "{dead:?}"
+    );
+    assert_eq!(proxy.connections(), 1, "both requests on one connection");
+}
+
+#[tokio::test]
+async fn http2_to_a_server_that_speaks_only_http1_is_a_transient_failure_that_says_so() {
+    // A bare HTTP/1.1 server: it answers the HTTP/2 preface as a bad request and closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    let mut s = Settings::defaults().channels.sms;
+    s.base_url = format!("http://{addr}");
+    s.account_sid = "AC123".into();
+    s.auth_token = Secret::new("secret-token");
+    s.from = "+4915000000000".into();
+    s.http2_connections = 1;
+    let failed = SmsChannel::new(&s)
+        .unwrap()
+        .send(&notice(1, Channel::Sms, "+4915100000001"))
+        .await;
+    let Err(ChannelError::Transient { reason, .. }) = &failed else {
+        panic!("{failed:?}")
+    };
+    assert!(reason.starts_with("SMS provider unreachable: "), "{reason}");
+    assert!(!reason.contains("AC123"), "{reason}");
+}
