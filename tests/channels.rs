@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::fcm::{fcm, SEND};
 use common::smtp::SmtpServer;
 use common::*;
 use faultline::app::App;
@@ -14,8 +15,6 @@ use faultline::config::Secret;
 use hmac::{Hmac, Mac};
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const SEND: &str = "/v1/projects/grid-app/messages:send";
 
 /// P1 push works; P2's push token is dead (falls back to e-mail); P3's mailbox bounces (falls
 /// back to SMS, carried by the webhook); P4's webhook call fails once with 503 (retried); P5's
@@ -26,29 +25,6 @@ const CUSTOMERS: &str = "customer_id,name,lon,lat,phone,email,push_token,languag
     P3,C. Bounce,11.80,53.40,+4915100000003,bounce@example.net,,ru,email|sms,,Europe/Berlin,,TS-1,TS-1 Bus 3\n\
     P4,D. Hook,11.80,53.40,+4915100000004,,,zh,sms,,Europe/Berlin,,TS-1,TS-1 Bus 4\n\
     P5,E. Later,11.80,53.40,,later@example.net,,fr,email,,Europe/Berlin,,TS-1,TS-1 Bus 5\n";
-
-async fn fcm() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(SEND))
-        .and(body_string_contains("tok-dead"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(serde_json::json!({
-            "error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND",
-                "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}})))
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SEND))
-        .and(header("authorization", "Bearer fcm-token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            serde_json::json!({"name": "projects/grid-app/messages/0:1500415314455276%31bd1c9631bd1c96"}),
-        ))
-        .with_priority(5)
-        .mount(&server)
-        .await;
-    server
-}
 
 async fn hook() -> MockServer {
     let server = MockServer::start().await;

@@ -9,6 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::fcm::{fcm, MESSAGE_NAME};
 use common::Proxy;
 use faultline::channels::push::PushChannel;
 use faultline::channels::sms::SmsChannel;
@@ -16,11 +17,10 @@ use faultline::channels::{ChannelError, Outbound};
 use faultline::config::{Secret, Settings};
 use faultline::domain::Channel;
 use tokio::task::JoinSet;
-use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const MESSAGES: &str = "/2010-04-01/Accounts/AC123/Messages.json";
-const SEND: &str = "/v1/projects/grid-app/messages:send";
 /// Requests sent at once. The mocks hold every answer long enough that all are in flight
 /// together, so HTTP/1.1 cannot reuse a connection among them.
 const IN_FLIGHT: i64 = 24;
@@ -112,26 +112,7 @@ async fn http1_the_default_opens_a_connection_per_request_in_flight() {
 
 #[tokio::test]
 async fn push_over_http2_reads_fcm_answers_and_its_error_bodies() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(SEND))
-        .and(body_string_contains("tok-dead"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(serde_json::json!({
-            "error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND",
-                "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}})))
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(SEND))
-        .and(header("authorization", "Bearer fcm-token"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(serde_json::json!({"name": "projects/grid-app/messages/0:42"})),
-        )
-        .with_priority(5)
-        .mount(&server)
-        .await;
+    let server = fcm().await;
     let proxy = Proxy::to(server.address().to_string()).await;
     let mut s = Settings::defaults().channels.push;
     s.base_url = format!("http://{}", proxy.addr);
@@ -144,7 +125,7 @@ async fn push_over_http2_reads_fcm_answers_and_its_error_bodies() {
         .send(&notice(1, Channel::Push, "tok-good"))
         .await
         .unwrap();
-    assert_eq!(name, "projects/grid-app/messages/0:42");
+    assert_eq!(name, MESSAGE_NAME);
     let dead = push.send(&notice(2, Channel::Push, "tok-dead")).await;
     assert!(
         matches!(&dead, Err(ChannelError::DeadContact(_))),

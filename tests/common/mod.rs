@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod fcm;
 pub mod smtp;
 pub mod tls;
 
