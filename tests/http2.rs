@@ -2,7 +2,7 @@
 //! Twilio's and FCM's APIs (wiremock serves HTTP/2 without TLS to a client that speaks it from
 //! the first byte), behind a TCP proxy that counts the connections asked of it. Requests in
 //! flight share the configured connections; HTTP/1.1, the default, opens one per request in
-//! flight.
+//! flight; a connection the network cuts is replaced.
 
 mod common;
 
@@ -164,4 +164,39 @@ async fn http2_to_a_server_that_speaks_only_http1_is_a_transient_failure_that_sa
     };
     assert!(reason.starts_with("SMS provider unreachable: "), "{reason}");
     assert!(!reason.contains("AC123"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_cut_http2_connection_is_replaced() {
+    let server = twilio().await;
+    let proxy = Proxy::to(server.address().to_string()).await;
+    let channel = sms(&proxy, 1);
+    let first = channel
+        .send(&notice(1, Channel::Sms, "+4915100000001"))
+        .await;
+    assert_eq!(first.unwrap(), "SM0001");
+    assert_eq!(proxy.connections(), 1);
+
+    // The network drops the connection between two sends (a provider's GOAWAY or a firewall
+    // ends connections the same way for us). The next send opens another: at worst it meets
+    // the dead one first and fails as transient, which delivery retries.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut attempts = Vec::new();
+    for _ in 0..2 {
+        let sent = channel
+            .send(&notice(2, Channel::Sms, "+4915100000001"))
+            .await;
+        let done = sent.is_ok();
+        attempts.push(sent);
+        if done {
+            break;
+        }
+    }
+    let last = attempts.last().unwrap();
+    assert_eq!(last.as_deref().ok(), Some("SM0001"), "{attempts:?}");
+    if let [Err(e), _] = attempts.as_slice() {
+        assert!(matches!(e, ChannelError::Transient { .. }), "{e:?}");
+    }
+    assert_eq!(proxy.connections(), 2, "a new connection after the cut");
 }
