@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::fcm::{fcm, MESSAGE_NAME};
-use common::Proxy;
+use common::{notice, Proxy};
 use faultline::channels::push::PushChannel;
 use faultline::channels::sms::SmsChannel;
-use faultline::channels::{ChannelError, Outbound};
+use faultline::channels::ChannelError;
 use faultline::config::{Secret, Settings};
 use faultline::domain::Channel;
 use tokio::task::JoinSet;
@@ -42,9 +42,10 @@ async fn twilio() -> MockServer {
     server
 }
 
-fn sms(proxy: &Proxy, http2_connections: u32) -> SmsChannel {
+/// The SMS channel for the Twilio account `AC123` at `base_url`.
+fn sms_at(base_url: String, http2_connections: u32) -> SmsChannel {
     let mut s = Settings::defaults().channels.sms;
-    s.base_url = format!("http://{}", proxy.addr);
+    s.base_url = base_url;
     s.account_sid = "AC123".into();
     s.auth_token = Secret::new("secret-token");
     s.from = "+4915000000000".into();
@@ -52,18 +53,9 @@ fn sms(proxy: &Proxy, http2_connections: u32) -> SmsChannel {
     SmsChannel::new(&s).unwrap()
 }
 
-fn notice(id: i64, channel: Channel, address: &str) -> Outbound {
-    Outbound {
-        notice_id: id,
-        customer_id: format!("C{id}"),
-        fault_id: "F-1".into(),
-        kind: "outage".into(),
-        channel,
-        address: address.into(),
-        language: "en".into(),
-        title: "Power outage at your address".into(),
-        body: format!("Notice number {id}."),
-    }
+/// The SMS channel through `proxy`.
+fn sms(proxy: &Proxy, http2_connections: u32) -> SmsChannel {
+    sms_at(format!("http://{}", proxy.addr), http2_connections)
 }
 
 /// Sends `IN_FLIGHT` SMS at once; their sids.
@@ -149,14 +141,7 @@ async fn http2_to_a_server_that_speaks_only_http1_is_a_transient_failure_that_sa
                 .await;
         }
     });
-    let mut s = Settings::defaults().channels.sms;
-    s.base_url = format!("http://{addr}");
-    s.account_sid = "AC123".into();
-    s.auth_token = Secret::new("secret-token");
-    s.from = "+4915000000000".into();
-    s.http2_connections = 1;
-    let failed = SmsChannel::new(&s)
-        .unwrap()
+    let failed = sms_at(format!("http://{addr}"), 1)
         .send(&notice(1, Channel::Sms, "+4915100000001"))
         .await;
     let Err(ChannelError::Transient { reason, .. }) = &failed else {

@@ -3,6 +3,8 @@
 //! connection the relay closes (its limit of messages per connection, answered with 421, as
 //! Exchange and others do) is replaced without failing the message.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -97,18 +99,9 @@ fn channel(port: u16) -> EmailChannel {
     EmailChannel::new(&settings).unwrap()
 }
 
+/// E-mail notice number `id`.
 fn notice(id: i64) -> Outbound {
-    Outbound {
-        notice_id: id,
-        customer_id: format!("C{id}"),
-        fault_id: "F-1".into(),
-        kind: "outage".into(),
-        channel: Channel::Email,
-        address: format!("c{id}@example.net"),
-        language: "en".into(),
-        title: "Power outage at your address".into(),
-        body: format!("Notice number {id}."),
-    }
+    common::notice(id, Channel::Email, &format!("c{id}@example.net"))
 }
 
 #[tokio::test]

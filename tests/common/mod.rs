@@ -312,6 +312,25 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// A notice as a channel gets it: number `id`, an English outage notice to `address`.
+pub fn notice(
+    id: i64,
+    channel: faultline::domain::Channel,
+    address: &str,
+) -> faultline::channels::Outbound {
+    faultline::channels::Outbound {
+        notice_id: id,
+        customer_id: format!("C{id}"),
+        fault_id: "F-1".into(),
+        kind: "outage".into(),
+        channel,
+        address: address.into(),
+        language: "en".into(),
+        title: "Power outage at your address".into(),
+        body: format!("Notice number {id}."),
+    }
+}
+
 /// A child process killed (and reaped) when dropped, so a failing test leaves none behind.
 pub struct KillOnDrop(pub std::process::Child);
 
