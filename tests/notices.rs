@@ -309,7 +309,11 @@ async fn a_claim_after_a_cursor_takes_what_follows_it_then_the_front(backend: Ba
     let take = |after, limit| {
         let store = store.clone();
         async move {
-            let request = faultline::store::ClaimRequest { limit, after };
+            let request = faultline::store::ClaimRequest {
+                limit,
+                after,
+                ..Default::default()
+            };
             let mut claimed = store
                 .refill(&[], request, &[], 100, |c| (Vec::new(), c.notices))
                 .await
@@ -364,7 +368,209 @@ async fn the_wal_position_grows_with_writes_on_postgres(backend: Backend) {
     }
 }
 
+/// Rows waiting in PostgreSQL's staged outbox (SQLite never stages): (staged notices, batches).
+async fn staged_rows(backend: Backend, url: &str) -> (i64, i64) {
+    if backend == Backend::Sqlite {
+        return (0, 0);
+    }
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    (count("staged_notices").await, count("notice_batches").await)
+}
+
+/// A fan-out of 1,500 outage notices in one ingest commit: PostgreSQL stages them (one narrow
+/// row each, turned into a notice when claimed), SQLite writes them; either way every reader
+/// sees the same outbox. Counts include the waiting notices, a momentary suppression reaches
+/// them, critical customers and an urgent queued notice are claimed first, each notice is
+/// claimed once, and a cancellation or a look at one customer settles what is still staged.
+async fn a_large_fan_out_is_one_outbox_whether_staged_or_not(backend: Backend) {
+    let (url, _dir) = fresh_database(backend, &format!("staged_{}", unique_prefix())).await;
+    let store = faultline::store::Store::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let critical = |i: usize| i % 50 == 0;
+    let intents: Vec<_> = (0..1500)
+        .map(|i| outage_intent(format!("S{i:04}"), "F-BIG", i64::from(!critical(i)), 1))
+        .collect();
+    let write = faultline::store::BatchWrite {
+        notices: intents,
+        now: 1,
+        ..Default::default()
+    };
+    store.commit_batch(&write).await.unwrap();
+    let staged = staged_rows(backend, &url).await;
+    match backend {
+        Backend::Postgres => assert_eq!(staged, (1500, 2), "one batch per priority"),
+        Backend::Sqlite => assert_eq!(staged, (0, 0)),
+    }
+    let queued = || store.count_notices(Some("F-BIG"), "outage", "queued");
+    assert_eq!(queued().await.unwrap(), 1500);
+    let breakdown = store.notice_breakdown("F-BIG").await.unwrap();
+    assert_eq!(breakdown, [(None, "queued".to_owned(), 1500)]);
+    // Ten customers' outages were momentary.
+    let momentary: Vec<(String, i64)> = (1..=10).map(|i| (format!("S{i:04}"), 1)).collect();
+    let suppress = faultline::store::BatchWrite {
+        suppressions: vec![faultline::store::Suppression {
+            pairs: momentary,
+            kind: "outage",
+            reason: "momentary",
+        }],
+        now: 2,
+        ..Default::default()
+    };
+    store.commit_batch(&suppress).await.unwrap();
+    let suppressed = store.count_notices(Some("F-BIG"), "outage", "suppressed");
+    assert_eq!(suppressed.await.unwrap(), 10);
+    assert_eq!(queued().await.unwrap(), 1490);
+    // An urgent notice queued the ordinary way, and a customer looked at one by one.
+    let urgent = outage_intent("URGENT".into(), "F-SMALL", 0, 1);
+    store.create_notices(&[urgent], 3).await.unwrap();
+    let seen = store.notices_of("S0020", "outage").await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].state, "queued", "a staged notice is a queued one");
+
+    let mut request = claim(31);
+    let first = store
+        .refill(&[], request.clone(), &[], 10, |c| (Vec::new(), c.notices))
+        .await
+        .unwrap();
+    let mut firsts: Vec<&str> = first.iter().map(|n| n.customer_id.as_str()).collect();
+    firsts.sort_unstable();
+    let mut expected: Vec<String> = (0..1500)
+        .filter(|&i| critical(i))
+        .map(|i| format!("S{i:04}"))
+        .collect();
+    expected.push("URGENT".into());
+    assert_eq!(
+        firsts, expected,
+        "the urgent notice and the critical customers first"
+    );
+    let mut claimed: Vec<String> = firsts.iter().map(|c| c.to_string()).collect();
+    loop {
+        request.limit = 200;
+        let more = store
+            .refill(&[], request.clone(), &[], 10, |c| (Vec::new(), c.notices))
+            .await
+            .unwrap();
+        if more.is_empty() {
+            break;
+        }
+        request.after_staged = more.iter().filter_map(|n| n.staged_key()).max();
+        claimed.extend(more.into_iter().map(|n| n.customer_id));
+    }
+    claimed.sort_unstable();
+    let before = claimed.len();
+    claimed.dedup();
+    assert_eq!(before, claimed.len(), "no notice claimed twice");
+    assert_eq!(
+        claimed.len(),
+        1491,
+        "all but the ten suppressed, and the urgent one"
+    );
+    assert_eq!(
+        staged_rows(backend, &url).await,
+        (0, 0),
+        "nothing left staged"
+    );
+    assert_eq!(queued().await.unwrap(), 0);
+    let sending = store.count_notices(Some("F-BIG"), "outage", "sending");
+    assert_eq!(sending.await.unwrap(), 1490);
+    let per_customer = store.notices_per_customer("outage").await.unwrap();
+    assert!(per_customer.iter().all(|(_, n)| *n == 1), "one notice each");
+
+    // A second fan-out cancelled before any claim: every staged notice ends suppressed.
+    let next: Vec<_> = (0..1200)
+        .map(|i| outage_intent(format!("T{i:04}"), "F-CANCEL", 1, 1))
+        .collect();
+    let write = faultline::store::BatchWrite {
+        notices: next,
+        now: 20,
+        ..Default::default()
+    };
+    store.commit_batch(&write).await.unwrap();
+    let cancelled = store.cancel_queued_notices("F-CANCEL", "cancelled by an operator", 21);
+    assert_eq!(cancelled.await.unwrap(), 1200);
+    let left = store
+        .refill(&[], claim(10), &[], 30, |c| (Vec::new(), c.notices))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "nothing to claim: {left:?}");
+    assert_eq!(
+        staged_rows(backend, &url).await,
+        (0, 0),
+        "the empty batch is gone"
+    );
+}
+
+/// Two daemons' claims on one outbox of 1,500 waiting notices (staged on PostgreSQL), taken
+/// at the same time: together they claim every notice, and no notice twice.
+async fn two_claimers_share_a_large_fan_out_without_overlap(backend: Backend) {
+    let (url, _dir) = fresh_database(backend, &format!("share_{}", unique_prefix())).await;
+    let store = faultline::store::Store::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let intents: Vec<_> = (0..1500)
+        .map(|i| outage_intent(format!("D{i:04}"), "F-SHARE", 1, 1))
+        .collect();
+    let write = faultline::store::BatchWrite {
+        notices: intents,
+        now: 1,
+        ..Default::default()
+    };
+    store.commit_batch(&write).await.unwrap();
+    // Both take their first claim before either goes on, so both take part on SQLite too,
+    // whose claims take turns.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let claimer = |url: String| {
+        let barrier = barrier.clone();
+        async move {
+            let store = faultline::store::Store::connect(&url, 2).await.unwrap();
+            let mut request = claim(64);
+            let mut mine = Vec::new();
+            for round in 0.. {
+                if round == 1 {
+                    barrier.wait().await;
+                }
+                let more = store
+                    .refill(&[], request.clone(), &[], 10, |c| (Vec::new(), c.notices))
+                    .await
+                    .unwrap();
+                if more.is_empty() {
+                    break;
+                }
+                request.after_staged = more.iter().filter_map(|n| n.staged_key()).max();
+                mine.extend(more.into_iter().map(|n| n.customer_id));
+            }
+            mine
+        }
+    };
+    let (a, b) = tokio::join!(claimer(url.clone()), claimer(url.clone()));
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both claimed: {} and {}",
+        a.len(),
+        b.len()
+    );
+    let mut all: Vec<String> = a.into_iter().chain(b).collect();
+    all.sort_unstable();
+    let claimed = all.len();
+    all.dedup();
+    assert_eq!(
+        (claimed, all.len()),
+        (1500, 1500),
+        "each notice claimed once"
+    );
+}
+
 both_backends!(
+    two_claimers_share_a_large_fan_out_without_overlap,
+    a_large_fan_out_is_one_outbox_whether_staged_or_not,
     a_large_notice_set_creates_only_the_notices_not_there_yet,
     a_refill_records_what_it_ends_in_the_claims_transaction,
     a_claim_after_a_cursor_takes_what_follows_it_then_the_front,

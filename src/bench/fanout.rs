@@ -132,6 +132,7 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
         "    written from commit to last notice: {mb:.1} MB {what} ({:.0} bytes per notice)",
         per_notice(mb)
     );
+    // On PostgreSQL these are staged rows (docs/NOTICES.md, "Staged notices").
     println!("    notice rows, within the commit: {in_commit:.2} s");
     println!(
         "    notice rows alone ({} more, one transaction, next to the fan-out's): {:.2} s",
@@ -142,8 +143,9 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The outbox write of the commit on its own: `n` notice rows as ingest writes them, never due
-/// (so the worker leaves them alone), pausing the worker's claims as the daemon's writers do.
+/// The outbox write of the commit on its own: `n` notices as ingest writes them (staged on
+/// PostgreSQL), never due (so the worker leaves them alone), pausing the worker's claims as the
+/// daemon's writers do.
 async fn outbox_write(
     store: &crate::store::Store,
     claims: &ClaimPause,
@@ -160,9 +162,13 @@ async fn outbox_write(
             due_at: i64::MAX / 2,
         })
         .collect();
+    let batch = crate::store::BatchWrite {
+        notices: intents,
+        now: Utc::now().timestamp_millis(),
+        ..Default::default()
+    };
     let start = Instant::now();
-    let write = store.create_notices(&intents, Utc::now().timestamp_millis());
-    claims.around(n, write).await?;
+    claims.around(n, store.commit_batch(&batch)).await?;
     Ok(start.elapsed())
 }
 

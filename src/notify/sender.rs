@@ -16,7 +16,7 @@ use super::worker::{DeliveryWorker, Job, Refilled};
 use crate::channels::{ChannelError, Outbound};
 use crate::domain::{Channel, FaultId};
 use crate::store::{
-    millis, BadContact, ClaimRequest, ClaimedNotice, NoticeOutcome, QueueKey, StoreError,
+    millis, BadContact, ClaimRequest, ClaimedNotice, NoticeOutcome, QueueKey, StagedKey, StoreError,
 };
 
 /// Results not yet written: outcomes, contacts a provider refused, and the faults they touch.
@@ -30,8 +30,10 @@ pub(super) struct Unrecorded {
 /// Where the next claim reads the queue from (see [`ClaimRequest`]): after the last notice
 /// claimed, but from the front at least once per poll interval, which bounds how long a more
 /// urgent notice queued behind the cursor (a new critical fault's, say) waits for its claim.
+/// Staged notices (PostgreSQL) have a cursor of their own, kept the same way.
 struct Cursor {
     after: Option<QueueKey>,
+    after_staged: Option<StagedKey>,
     from_front: Instant,
 }
 
@@ -39,24 +41,32 @@ impl Cursor {
     fn new() -> Self {
         Self {
             after: None,
+            after_staged: None,
             from_front: Instant::now(),
         }
     }
 
-    /// Where a claim starting now reads from (`None`: the front).
-    fn start(&mut self, every: Duration) -> Option<QueueKey> {
+    /// A claim of `limit` notices starting now, from where the cursor stands (`None`: the front).
+    fn start(&mut self, limit: usize, every: Duration) -> ClaimRequest {
         if self.from_front.elapsed() >= every {
             self.after = None;
+            self.after_staged = None;
         }
-        if self.after.is_none() {
+        if self.after.is_none() && self.after_staged.is_none() {
             self.from_front = Instant::now();
         }
-        self.after
+        ClaimRequest {
+            limit,
+            after: self.after,
+            after_staged: self.after_staged.clone(),
+        }
     }
 
-    /// A refill claimed up to `last`. Refills may end out of order; the cursor never goes back.
-    fn advance(&mut self, last: Option<QueueKey>) {
+    /// A refill claimed up to `last` (and `last_staged`). Refills may end out of order; the
+    /// cursor never goes back.
+    fn advance(&mut self, last: Option<QueueKey>, last_staged: Option<StagedKey>) {
         self.after = self.after.max(last);
+        self.after_staged = self.after_staged.take().max(last_staged);
     }
 }
 
@@ -132,10 +142,7 @@ impl DeliveryWorker {
                 && (free >= refill || idle)
             {
                 let n = free.min(self.batch_size.max(1));
-                let claim = ClaimRequest {
-                    limit: n,
-                    after: cursor.start(self.poll),
-                };
+                let claim = cursor.start(n, self.poll);
                 let outcomes = std::mem::take(&mut done.outcomes);
                 let faults = std::mem::take(&mut done.faults);
                 promised += n;
@@ -154,8 +161,8 @@ impl DeliveryWorker {
             tokio::select! {
                 Some((n, refilled)) = marking.next() => {
                     promised -= n;
-                    let Refilled { claimed, last, jobs } = refilled?;
-                    cursor.advance(last);
+                    let Refilled { claimed, last, last_staged, jobs } = refilled?;
+                    cursor.advance(last, last_staged);
                     if claimed < n {
                         drained = true;
                         poll_at = Instant::now() + self.poll;
@@ -368,6 +375,7 @@ mod tests {
         Refilled {
             claimed: 3,
             last: Some(key(7)),
+            last_staged: None,
             jobs: Vec::new(),
         }
     }
@@ -406,20 +414,28 @@ mod tests {
     async fn the_cursor_reads_from_the_front_once_per_poll() {
         let poll = Duration::from_millis(200);
         let mut cursor = Cursor::new();
+        let at = |c: &mut Cursor| {
+            let request = c.start(5, poll);
+            (request.after, request.after_staged.map(|k| k.batch))
+        };
         assert_eq!(
-            cursor.start(poll),
-            None,
+            at(&mut cursor),
+            (None, None),
             "the first claim reads from the front"
         );
-        cursor.advance(Some(key(10)));
+        let staged = |batch| StagedKey {
+            batch,
+            customer_id: "C1".into(),
+        };
+        cursor.advance(Some(key(10)), Some(staged(3)));
         // A refill that started earlier ends later with smaller keys: no step back.
-        cursor.advance(Some(key(4)));
-        cursor.advance(None);
+        cursor.advance(Some(key(4)), Some(staged(2)));
+        cursor.advance(None, None);
         tokio::time::advance(Duration::from_millis(150)).await;
-        assert_eq!(cursor.start(poll), Some(key(10)));
+        assert_eq!(at(&mut cursor), (Some(key(10)), Some(3)));
         tokio::time::advance(Duration::from_millis(60)).await;
-        assert_eq!(cursor.start(poll), None, "a poll interval has passed");
-        cursor.advance(Some(key(20)));
-        assert_eq!(cursor.start(poll), Some(key(20)));
+        assert_eq!(at(&mut cursor), (None, None), "a poll interval has passed");
+        cursor.advance(Some(key(20)), None);
+        assert_eq!(at(&mut cursor), (Some(key(20)), None));
     }
 }

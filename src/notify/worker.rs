@@ -21,7 +21,7 @@ use crate::domain::{Channel, Email, FaultId, Phone};
 use crate::shared::SharedBook;
 use crate::store::{
     from_millis, millis, Claim, ClaimRequest, ClaimedNotice, ContactRow, NoticeOutcome, QueueKey,
-    Store, StoreError,
+    StagedKey, Store, StoreError,
 };
 
 /// Sends the outbox.
@@ -62,11 +62,12 @@ pub(super) struct Job {
     pub message: Outbound,
 }
 
-/// What one refill brought: how many notices it claimed, the last of them in queue order, and
-/// those of them to send.
+/// What one refill brought: how many notices it claimed, the last of them in queue order (and
+/// among staged notices), and those of them to send.
 pub(super) struct Refilled {
     pub claimed: usize,
     pub last: Option<QueueKey>,
+    pub last_staged: Option<StagedKey>,
     pub jobs: Vec<Job>,
 }
 
@@ -100,7 +101,7 @@ impl DeliveryWorker {
     pub async fn step(&self) -> Result<usize, StoreError> {
         let claim = ClaimRequest {
             limit: self.batch_size.max(1),
-            after: None,
+            ..ClaimRequest::default()
         };
         let refilled = self.refill(Vec::new(), claim).await?;
         let mut done = Unrecorded::default();
@@ -148,6 +149,11 @@ impl DeliveryWorker {
         }
         let claimed = claim.notices.len();
         let last = claim.notices.iter().map(ClaimedNotice::key).max();
+        let last_staged = claim
+            .notices
+            .iter()
+            .filter_map(ClaimedNotice::staged_key)
+            .max();
         let mut jobs = Vec::with_capacity(claimed);
         let mut ended = Vec::new();
         let mut faults = HashSet::new();
@@ -167,6 +173,7 @@ impl DeliveryWorker {
         let refilled = Refilled {
             claimed,
             last,
+            last_staged,
             jobs,
         };
         (ended, (refilled, faults))

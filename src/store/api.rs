@@ -5,6 +5,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use super::staged::Settle;
 use super::{on_pool, Store, StoreError};
 use crate::domain::{Email, Phone};
 
@@ -206,6 +207,12 @@ impl Store {
     }
 
     pub async fn search_notices(&self, q: &NoticeQuery) -> Result<Vec<NoticeRow>, StoreError> {
+        // A customer's staged notices are listed as the queued notices they are; a fault's are
+        // counted (`notice_breakdown`) but listed once claimed: settling a million of them for
+        // a page of fifty would cost the fan-out seconds.
+        if let Some(customer) = &q.customer_id {
+            self.settle_staged(Settle::Customer(customer)).await?;
+        }
         let sql =
             "SELECT id, customer_id, fault_id, kind, state, channel, receipt, attempts, reason, \
                    created_at, updated_at FROM notices \
@@ -251,6 +258,7 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<u64, StoreError> {
+        self.settle_staged(Settle::Fault(fault_id)).await?;
         let sql = "UPDATE notices SET state = 'suppressed', reason = $2, updated_at = $3 \
                    WHERE fault_id = $1 AND state = 'queued'";
         let n = on_pool!(self, pool, _Db => sqlx::query(sql).bind(fault_id).bind(reason).bind(now)
@@ -263,8 +271,12 @@ impl Store {
         &self,
         fault_id: &str,
     ) -> Result<Vec<(Option<String>, String, i64)>, StoreError> {
-        let sql = "SELECT channel, CASE WHEN receipt = 'delivered' THEN 'delivered' ELSE state END, COUNT(*) \
-                   FROM notices WHERE fault_id = $1 GROUP BY 1, 2 ORDER BY 1, 2";
+        let sql = "SELECT c, s, CAST(SUM(n) AS BIGINT) FROM (\
+                   SELECT channel AS c, CASE WHEN receipt = 'delivered' THEN 'delivered' ELSE state END AS s, \
+                   COUNT(*) AS n FROM notices WHERE fault_id = $1 GROUP BY 1, 2 \
+                   UNION ALL SELECT NULL, 'queued', COUNT(*) FROM staged_notices st \
+                   JOIN notice_batches b ON b.batch = st.batch WHERE b.fault_id = $1) AS t \
+                   WHERE n > 0 GROUP BY 1, 2 ORDER BY 1, 2";
         let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (Option<String>, String, i64)>(sql)
             .bind(fault_id).fetch_all(pool).await?);
         Ok(rows)
@@ -304,7 +316,10 @@ impl Store {
 
     /// (state, count) of the whole outbox, for the metrics.
     pub async fn notice_totals(&self) -> Result<Vec<(Option<String>, String, i64)>, StoreError> {
-        let sql = "SELECT channel, state, COUNT(*) FROM notices GROUP BY 1, 2";
+        let sql = "SELECT c, s, CAST(SUM(n) AS BIGINT) FROM (\
+                   SELECT channel AS c, state AS s, COUNT(*) AS n FROM notices GROUP BY 1, 2 \
+                   UNION ALL SELECT NULL, 'queued', COUNT(*) FROM staged_notices) AS t \
+                   WHERE n > 0 GROUP BY 1, 2";
         let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (Option<String>, String, i64)>(sql)
             .fetch_all(pool).await?);
         Ok(rows)

@@ -10,6 +10,7 @@ use sqlx::{PgConnection, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::copy::copy_fresh;
 use super::notices::{same_kind_runs, EpisodeStart, NoticeIntent};
+use super::staged;
 use super::CHUNK_ROWS;
 
 /// A customer joins a fault: (fault, customer, relation state, since).
@@ -39,6 +40,24 @@ pub(crate) trait BulkWrite {
         notices: &[NoticeIntent],
         now: i64,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// Writes the outbox of an outage change: on PostgreSQL a large set is staged (see
+    /// [`super::staged`]), anything else inserted as by [`Self::insert_notices`]. Resolves to the
+    /// number of notices written or staged.
+    fn outbox_notices(
+        &mut self,
+        notices: &[NoticeIntent],
+        now: i64,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// Turns the staged notices of `kind` for these (customer, episode) pairs into queued
+    /// notices, so that what changes queued notices finds them too.
+    fn settle_pairs(
+        &mut self,
+        kind: &str,
+        pairs: &[(String, i64)],
+        now: i64,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
     /// Inserts episode starts, skipping any that exist.
     fn insert_episodes(
@@ -100,6 +119,24 @@ impl BulkWrite for SqliteConnection {
             }
         }
         Ok(created)
+    }
+
+    async fn outbox_notices(
+        &mut self,
+        notices: &[NoticeIntent],
+        now: i64,
+    ) -> Result<u64, sqlx::Error> {
+        self.insert_notices(notices, now).await
+    }
+
+    /// SQLite stages nothing.
+    async fn settle_pairs(
+        &mut self,
+        _: &str,
+        _: &[(String, i64)],
+        _: i64,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
     }
 
     async fn insert_episodes(&mut self, starts: &[EpisodeStart]) -> Result<(), sqlx::Error> {
@@ -188,6 +225,29 @@ impl BulkWrite for PgConnection {
                 .rows_affected();
         }
         Ok(created)
+    }
+
+    async fn outbox_notices(
+        &mut self,
+        notices: &[NoticeIntent],
+        now: i64,
+    ) -> Result<u64, sqlx::Error> {
+        if notices.len() >= staged::STAGE_ROWS {
+            if let Some(n) = staged::stage(self, notices, now).await? {
+                return Ok(n);
+            }
+        }
+        self.insert_notices(notices, now).await
+    }
+
+    async fn settle_pairs(
+        &mut self,
+        kind: &str,
+        pairs: &[(String, i64)],
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
+        staged::settle(self, staged::Settle::Pairs(kind, pairs), now).await?;
+        Ok(())
     }
 
     async fn insert_episodes(&mut self, starts: &[EpisodeStart]) -> Result<(), sqlx::Error> {

@@ -2,6 +2,7 @@
 
 use sqlx::Row;
 
+use super::staged::{self, Settle, StagedKey};
 use super::{on_pool, Store, StoreError};
 use crate::domain::Channel;
 
@@ -20,6 +21,8 @@ pub struct ClaimedNotice {
     pub failed_channels: String,
     pub priority: i64,
     pub due_at: i64,
+    /// The staged batch it was claimed from (PostgreSQL's large fan-outs), if any.
+    pub staged: Option<i64>,
 }
 
 impl ClaimedNotice {
@@ -30,6 +33,14 @@ impl ClaimedNotice {
             due_at: self.due_at,
             id: self.id,
         }
+    }
+
+    /// Its place among staged notices, if it was claimed from a batch.
+    pub fn staged_key(&self) -> Option<StagedKey> {
+        self.staged.map(|batch| StagedKey {
+            batch,
+            customer_id: self.customer_id.clone(),
+        })
     }
 }
 
@@ -58,11 +69,13 @@ impl QueueKey {
 /// through a million-notice fan-out that is some 7.5 ms per claim, and a minute of the
 /// server's CPU over the fan-out's refills (docs/PERFORMANCE.md). A claim after the last key
 /// claimed starts past them. When fewer notices than `limit` are due after `after`, the claim
-/// reads the rest from the front, so nothing behind the cursor waits for long.
-#[derive(Debug, Clone, Copy, Default)]
+/// reads the rest from the front, so nothing behind the cursor waits for long. Staged notices
+/// (PostgreSQL) are read the same way, after `after_staged` in their batch.
+#[derive(Debug, Clone, Default)]
 pub struct ClaimRequest {
     pub limit: usize,
     pub after: Option<QueueKey>,
+    pub after_staged: Option<StagedKey>,
 }
 
 /// What a refill claimed, with what preparing it needs, read in the claim's transaction.
@@ -149,12 +162,12 @@ pub struct NoticeView {
 // `sending` row is one whose request is about to leave, and a crash leaves no other in doubt.
 const CLAIM_SQLITE: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
     WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 AND (priority, due_at, id) > ($3, $4, $5) \
-    ORDER BY priority, due_at, id LIMIT $2) \
+    AND priority <= $6 ORDER BY priority, due_at, id LIMIT $2) \
     RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels, variant, priority, due_at";
 // SKIP LOCKED lets several daemons claim from one outbox without waiting on each other.
 const CLAIM_POSTGRES: &str = "UPDATE notices SET state = 'sending', attempts = attempts + 1, updated_at = $1 \
     WHERE id IN (SELECT id FROM notices WHERE state = 'queued' AND due_at <= $1 AND (priority, due_at, id) > ($3, $4, $5) \
-    ORDER BY priority, due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+    AND priority <= $6 ORDER BY priority, due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
     RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels, variant, priority, due_at";
 
 /// The claimed notices of a claim's `RETURNING` rows.
@@ -174,6 +187,7 @@ macro_rules! claimed_from {
                     variant: r.try_get(7)?,
                     priority: r.try_get(8)?,
                     due_at: r.try_get(9)?,
+                    staged: None,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -181,10 +195,10 @@ macro_rules! claimed_from {
 }
 
 /// Claims what `$request` asks for with `$sql` inside the transaction `$tx` (see
-/// [`ClaimRequest`]); evaluates to the claimed notices.
+/// [`ClaimRequest`]), of priority `$up_to` or more urgent; evaluates to the claimed notices.
 macro_rules! claim_in {
-    ($tx:expr, $sql:expr, $request:expr, $now:expr) => {{
-        let request: ClaimRequest = $request;
+    ($tx:expr, $sql:expr, $request:expr, $up_to:expr, $now:expr) => {{
+        let request: &ClaimRequest = $request;
         let mut claimed: Vec<ClaimedNotice> = Vec::new();
         let mut from = request.after;
         while request.limit > claimed.len() {
@@ -195,6 +209,7 @@ macro_rules! claim_in {
                 .bind(key.priority)
                 .bind(key.due_at)
                 .bind(key.id)
+                .bind($up_to)
                 .fetch_all(&mut *$tx)
                 .await?;
             claimed.extend(claimed_from!(rows)?);
@@ -204,6 +219,49 @@ macro_rules! claim_in {
         }
         claimed
     }};
+}
+
+/// A claim on PostgreSQL, where notices wait in two places: queued notices, and the staged
+/// notices of large fan-outs (see [`staged`]), each batch of one priority. Queued notices as
+/// urgent as the most urgent due batch or more go first, then the batches in order, then the
+/// rest of the queue: a retry of a critical customer's notice does not wait behind a million
+/// outage notices, nor do a batch's critical customers behind a small fault's restorations.
+async fn claim_pg(
+    tx: &mut sqlx::PgConnection,
+    claim: &ClaimRequest,
+    now: i64,
+) -> Result<Vec<ClaimedNotice>, sqlx::Error> {
+    // Statistics lag a fan-out: just after a million notices were written the planner still
+    // takes the queue for nearly empty, and plans a bitmap scan and a sort of every queued
+    // notice per claim (0.1–0.5 s each; 20 s of a million-notice fan-out). The queue index
+    // holds them in claim order already: ruling the sort out makes a claim a walk of `limit`
+    // entries from where it starts (see `ClaimRequest`). A plan priced with a sort ruled out
+    // costs more than PostgreSQL's JIT threshold, and compiling it took 50–110 ms a claim: JIT
+    // off too (the claim's statements are all index walks of a few hundred rows).
+    sqlx::query("SELECT set_config('enable_sort', 'off', true), set_config('jit', 'off', true)")
+        .execute(&mut *tx)
+        .await?;
+    let batches = staged::due_batches(tx, now).await?;
+    let Some(&(_, most_urgent)) = batches.first() else {
+        return Ok(claim_in!(tx, CLAIM_POSTGRES, claim, i64::MAX, now));
+    };
+    let mut claimed = claim_in!(tx, CLAIM_POSTGRES, claim, most_urgent, now);
+    for (batch, _) in batches {
+        let left = claim.limit.saturating_sub(claimed.len());
+        if left == 0 {
+            return Ok(claimed);
+        }
+        let after = claim.after_staged.as_ref();
+        claimed.extend(staged::claim_batch(tx, batch, left, after, now).await?);
+    }
+    let rest = ClaimRequest {
+        limit: claim.limit.saturating_sub(claimed.len()),
+        ..claim.clone()
+    };
+    if rest.limit > 0 {
+        claimed.extend(claim_in!(tx, CLAIM_POSTGRES, &rest, i64::MAX, now));
+    }
+    Ok(claimed)
 }
 
 /// Whether an outcome is the common case, sent on the channel planned: written in bulk.
@@ -383,15 +441,29 @@ macro_rules! related_in {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "SELECT customer_id, episode_started_at, state FROM notices WHERE kind = ",
                 );
-                q.push_bind(on.to_owned())
-                    .push(" AND (customer_id, episode_started_at) IN (");
-                let mut list = q.separated(", ");
-                for (c, e) in chunk {
-                    list.push("(")
-                        .push_bind_unseparated((*c).to_owned())
-                        .push_unseparated(", ")
-                        .push_bind_unseparated(*e)
-                        .push_unseparated(")");
+                // A staged notice (PostgreSQL) is a queued one without a row of its own yet.
+                let sources = [
+                    "customer_id, episode_started_at",
+                    "s.customer_id, s.episode_started_at",
+                ];
+                for (i, columns) in sources.iter().enumerate() {
+                    if i == 1 {
+                        q.push(
+                            ") UNION ALL SELECT s.customer_id, s.episode_started_at, 'queued' \
+                             FROM staged_notices s JOIN notice_batches b ON b.batch = s.batch \
+                             WHERE b.kind = ",
+                        );
+                    }
+                    q.push_bind(on.to_owned())
+                        .push(format!(" AND ({columns}) IN ("));
+                    let mut list = q.separated(", ");
+                    for (c, e) in chunk {
+                        list.push("(")
+                            .push_bind_unseparated((*c).to_owned())
+                            .push_unseparated(", ")
+                            .push_bind_unseparated(*e)
+                            .push_unseparated(")");
+                    }
                 }
                 q.push(")");
                 let rows: Vec<(String, i64, String)> = q
@@ -466,7 +538,7 @@ impl Store {
                 type Db = sqlx::Sqlite;
                 let mut tx = pool.begin().await?;
                 finish_in!(tx, Db, finished, now);
-                let notices = claim_in!(tx, CLAIM_SQLITE, claim, now);
+                let notices = claim_in!(tx, CLAIM_SQLITE, &claim, i64::MAX, now);
                 let out = prepared_in!(tx, Db, notices, depends, prepare, now);
                 tx.commit().await?;
                 out
@@ -481,16 +553,7 @@ impl Store {
                 }
                 finish_one_by_one!(tx, other, now);
                 let notices = if claim.limit > 0 {
-                    // Statistics lag a fan-out: just after a million notices were written the
-                    // planner still takes the queue for nearly empty, and plans a bitmap scan
-                    // and a sort of every queued notice per claim (0.1–0.5 s each; 20 s of a
-                    // million-notice fan-out). The queue index holds them in claim order
-                    // already: ruling the sort out makes a claim a walk of `limit` entries
-                    // from where it starts (see `ClaimRequest`).
-                    sqlx::query("SET LOCAL enable_sort = off")
-                        .execute(&mut *tx)
-                        .await?;
-                    claim_in!(tx, CLAIM_POSTGRES, claim, now)
+                    claim_pg(&mut tx, &claim, now).await?
                 } else {
                     Vec::new()
                 };
@@ -565,6 +628,7 @@ impl Store {
         customer_id: &str,
         kind: &str,
     ) -> Result<Vec<NoticeView>, StoreError> {
+        self.settle_staged(Settle::Customer(customer_id)).await?;
         let sql = "SELECT id, state, channel, provider_id, attempts, failed_channels, reason FROM notices \
                    WHERE customer_id = $1 AND kind = $2 ORDER BY id DESC";
         let rows = on_pool!(self, pool, _Db => {

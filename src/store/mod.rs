@@ -13,6 +13,7 @@ mod inbound;
 mod notices;
 mod sqlite_memory;
 mod staffing;
+mod staged;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub use faults::{BatchWrite, FaultRow, MemberOp};
 pub use inbound::{Receipt, ReceiptEffect, Replier};
 pub use notices::{EpisodeEnd, EpisodeStart, NoticeIntent, Suppression};
 pub use staffing::{AssignmentRow, AuditRow, StaffState};
+pub use staged::StagedKey;
 
 /// Rows a SQLite statement may run ahead of its reader (see `Store::connect`): a delivery
 /// batch's claim or contact rows, at the default `notify.batch_size` and the bench's.

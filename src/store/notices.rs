@@ -42,22 +42,24 @@ pub struct Suppression {
 }
 
 impl Store {
-    /// Notices by kind and state, for one fault or all (inspection, status, tests).
+    /// Notices by kind and state, for one fault or all (inspection, status, tests); staged
+    /// notices count as queued.
     pub async fn count_notices(
         &self,
         fault_id: Option<&str>,
         kind: &str,
         state: &str,
     ) -> Result<i64, StoreError> {
-        let sql = "SELECT COUNT(*) FROM notices WHERE ($1 IS NULL OR fault_id = $1) AND kind = $2 AND state = $3";
+        let sql = "SELECT COUNT(*) FROM outbox WHERE ($1 IS NULL OR fault_id = $1) AND kind = $2 AND state = $3";
         let fault_id = fault_id.map(str::to_owned);
         let n = on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>(sql).bind(fault_id).bind(kind).bind(state).fetch_one(pool).await?);
         Ok(n)
     }
 
-    /// Customers with at least one notice of `kind`, and how many each has, sorted by customer.
+    /// Customers with at least one notice of `kind` (staged ones included), and how many each
+    /// has, sorted by customer.
     pub async fn notices_per_customer(&self, kind: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        let sql = "SELECT customer_id, COUNT(*) FROM notices WHERE kind = $1 GROUP BY customer_id ORDER BY customer_id";
+        let sql = "SELECT customer_id, COUNT(*) FROM outbox WHERE kind = $1 GROUP BY customer_id ORDER BY customer_id";
         let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, i64)>(sql).bind(kind).fetch_all(pool).await?);
         Ok(rows)
     }
@@ -65,8 +67,8 @@ impl Store {
     /// Restoration notices with no outage notice of the same episode: always 0 when episodes
     /// are tracked right, across restarts too (tests).
     pub async fn unpaired_restorations(&self) -> Result<i64, StoreError> {
-        let sql = "SELECT COUNT(*) FROM notices r WHERE r.kind = 'restored' AND NOT EXISTS \
-                   (SELECT 1 FROM notices o WHERE o.kind = 'outage' AND o.customer_id = r.customer_id \
+        let sql = "SELECT COUNT(*) FROM outbox r WHERE r.kind = 'restored' AND NOT EXISTS \
+                   (SELECT 1 FROM outbox o WHERE o.kind = 'outage' AND o.customer_id = r.customer_id \
                    AND o.episode_started_at = r.episode_started_at)";
         let n =
             on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await?);
@@ -82,6 +84,13 @@ impl Store {
         for chunk in fault_ids.chunks(super::CHUNK_ROWS) {
             let rows: Vec<(String, String, i64)> = on_pool!(self, pool, Db => {
                 let mut q = sqlx::QueryBuilder::<Db>::new("SELECT fault_id, CASE WHEN receipt = 'delivered' THEN 'delivered' ELSE state END, COUNT(*) FROM notices WHERE fault_id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.clone());
+                }
+                // Staged notices (PostgreSQL) are queued ones; a fault may have both.
+                q.push(") GROUP BY 1, 2 UNION ALL SELECT b.fault_id, 'queued', COUNT(*) FROM staged_notices s \
+                        JOIN notice_batches b ON b.batch = s.batch WHERE b.fault_id IN (");
                 let mut list = q.separated(", ");
                 for id in chunk {
                     list.push_bind(id.clone());
@@ -160,10 +169,11 @@ macro_rules! write_notices {
         }
         if !$w.notices.is_empty() {
             let started = std::time::Instant::now();
-            $crate::store::bulk::BulkWrite::insert_notices(&mut *$tx, &$w.notices, $w.now).await?;
+            $crate::store::bulk::BulkWrite::outbox_notices(&mut *$tx, &$w.notices, $w.now).await?;
             $crate::telemetry::metrics::OUTBOX_WRITE.observe(started.elapsed().as_secs_f64());
         }
         for s in &$w.suppressions {
+            $crate::store::bulk::BulkWrite::settle_pairs(&mut *$tx, s.kind, &s.pairs, $w.now).await?;
             for chunk in s.pairs.chunks($crate::store::CHUNK_ROWS) {
                 let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notices SET state = 'suppressed', reason = ");
                 q.push_bind(s.reason).push(", updated_at = ").push_bind($w.now)

@@ -598,5 +598,8 @@ pub fn daemon_command(settings: &Settings) -> std::process::Command {
 
 /// A claim of up to `limit` due notices from the front of the queue.
 pub fn claim(limit: usize) -> faultline::store::ClaimRequest {
-    faultline::store::ClaimRequest { limit, after: None }
+    faultline::store::ClaimRequest {
+        limit,
+        ..Default::default()
+    }
 }
