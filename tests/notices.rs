@@ -429,6 +429,9 @@ async fn a_large_fan_out_is_one_outbox_whether_staged_or_not(backend: Backend) {
     let suppressed = store.count_notices(Some("F-BIG"), "outage", "suppressed");
     assert_eq!(suppressed.await.unwrap(), 10);
     assert_eq!(queued().await.unwrap(), 1490);
+    let one = store.notices_of("S0001", "outage").await.unwrap();
+    assert_eq!(one[0].state, "suppressed");
+    assert_eq!(one[0].reason.as_deref(), Some("momentary"));
     // An urgent notice queued the ordinary way, and a customer looked at one by one.
     let urgent = outage_intent("URGENT".into(), "F-SMALL", 0, 1);
     store.create_notices(&[urgent], 3).await.unwrap();
@@ -497,6 +500,8 @@ async fn a_large_fan_out_is_one_outbox_whether_staged_or_not(backend: Backend) {
     store.commit_batch(&write).await.unwrap();
     let cancelled = store.cancel_queued_notices("F-CANCEL", "cancelled by an operator", 21);
     assert_eq!(cancelled.await.unwrap(), 1200);
+    let one = store.notices_of("T0007", "outage").await.unwrap();
+    assert_eq!(one[0].reason.as_deref(), Some("cancelled by an operator"));
     let left = store
         .refill(&[], claim(10), &[], 30, |c| (Vec::new(), c.notices))
         .await

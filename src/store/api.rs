@@ -211,7 +211,9 @@ impl Store {
         // counted (`notice_breakdown`) but listed once claimed: settling a million of them for
         // a page of fifty would cost the fan-out seconds.
         if let Some(customer) = &q.customer_id {
-            self.settle_staged(Settle::Customer(customer)).await?;
+            let now = chrono::Utc::now().timestamp_millis();
+            self.settle_staged(Settle::Customer(customer), None, now)
+                .await?;
         }
         let sql =
             "SELECT id, customer_id, fault_id, kind, state, channel, receipt, attempts, reason, \
@@ -258,12 +260,14 @@ impl Store {
         reason: &str,
         now: i64,
     ) -> Result<u64, StoreError> {
-        self.settle_staged(Settle::Fault(fault_id)).await?;
+        let staged = self
+            .settle_staged(Settle::Fault(fault_id), Some(reason), now)
+            .await?;
         let sql = "UPDATE notices SET state = 'suppressed', reason = $2, updated_at = $3 \
                    WHERE fault_id = $1 AND state = 'queued'";
         let n = on_pool!(self, pool, _Db => sqlx::query(sql).bind(fault_id).bind(reason).bind(now)
             .execute(pool).await?.rows_affected());
-        Ok(n)
+        Ok(staged + n)
     }
 
     /// (channel, state, count) of a fault's notices; a delivery receipt counts as `delivered`.

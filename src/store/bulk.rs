@@ -50,12 +50,13 @@ pub(crate) trait BulkWrite {
         now: i64,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 
-    /// Turns the staged notices of `kind` for these (customer, episode) pairs into queued
-    /// notices, so that what changes queued notices finds them too.
-    fn settle_pairs(
+    /// Suppresses the staged notices of `kind` for these (customer, episode) pairs (they
+    /// become `suppressed` notices with `reason`); queued ones are left to the caller.
+    fn suppress_staged(
         &mut self,
         kind: &str,
         pairs: &[(String, i64)],
+        reason: &str,
         now: i64,
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
@@ -130,10 +131,11 @@ impl BulkWrite for SqliteConnection {
     }
 
     /// SQLite stages nothing.
-    async fn settle_pairs(
+    async fn suppress_staged(
         &mut self,
         _: &str,
         _: &[(String, i64)],
+        _: &str,
         _: i64,
     ) -> Result<(), sqlx::Error> {
         Ok(())
@@ -240,13 +242,15 @@ impl BulkWrite for PgConnection {
         self.insert_notices(notices, now).await
     }
 
-    async fn settle_pairs(
+    async fn suppress_staged(
         &mut self,
         kind: &str,
         pairs: &[(String, i64)],
+        reason: &str,
         now: i64,
     ) -> Result<(), sqlx::Error> {
-        staged::settle(self, staged::Settle::Pairs(kind, pairs), now).await?;
+        let which = staged::Settle::Pairs(kind, pairs);
+        staged::settle(self, which, Some(reason), now).await?;
         Ok(())
     }
 

@@ -628,7 +628,9 @@ impl Store {
         customer_id: &str,
         kind: &str,
     ) -> Result<Vec<NoticeView>, StoreError> {
-        self.settle_staged(Settle::Customer(customer_id)).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        self.settle_staged(Settle::Customer(customer_id), None, now)
+            .await?;
         let sql = "SELECT id, state, channel, provider_id, attempts, failed_channels, reason FROM notices \
                    WHERE customer_id = $1 AND kind = $2 ORDER BY id DESC";
         let rows = on_pool!(self, pool, _Db => {

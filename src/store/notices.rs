@@ -173,7 +173,7 @@ macro_rules! write_notices {
             $crate::telemetry::metrics::OUTBOX_WRITE.observe(started.elapsed().as_secs_f64());
         }
         for s in &$w.suppressions {
-            $crate::store::bulk::BulkWrite::settle_pairs(&mut *$tx, s.kind, &s.pairs, $w.now).await?;
+            $crate::store::bulk::BulkWrite::suppress_staged(&mut *$tx, s.kind, &s.pairs, s.reason, $w.now).await?;
             for chunk in s.pairs.chunks($crate::store::CHUNK_ROWS) {
                 let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notices SET state = 'suppressed', reason = ");
                 q.push_bind(s.reason).push(", updated_at = ").push_bind($w.now)

@@ -197,19 +197,22 @@ pub(crate) enum Settle<'a> {
     Pairs(&'a str, &'a [(String, i64)]),
 }
 
-/// Turns the staged notices `which` names into `queued` notices (skipping any whose notice
-/// exists), inside the caller's transaction; returns how many were created.
+/// Turns the staged notices `which` names into notices (skipping any whose notice exists):
+/// `queued`, or with `suppressed` already `suppressed` for that reason, which spares what is
+/// about to suppress them a second write of each. Inside the caller's transaction; returns how
+/// many were created.
 pub(crate) async fn settle(
     tx: &mut PgConnection,
     which: Settle<'_>,
+    suppressed: Option<&str>,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
     let (pairs, filter) = match which {
-        Settle::Fault(_) => ("", "b.fault_id = $2"),
-        Settle::Customer(_) => ("", "s.customer_id = $2"),
+        Settle::Fault(_) => ("", "b.fault_id = $4"),
+        Settle::Customer(_) => ("", "s.customer_id = $4"),
         Settle::Pairs(..) => (
-            ", UNNEST($3::text[], $4::bigint[]) AS p(c, e)",
-            "b.kind = $2 AND s.customer_id = p.c AND s.episode_started_at = p.e",
+            ", UNNEST($5::text[], $6::bigint[]) AS p(c, e)",
+            "b.kind = $4 AND s.customer_id = p.c AND s.episode_started_at = p.e",
         ),
     };
     let sql = format!(
@@ -217,13 +220,18 @@ pub(crate) async fn settle(
             WHERE s.batch = b.batch AND {filter} \
             RETURNING s.batch, s.customer_id, s.episode_started_at) \
          INSERT INTO notices (customer_id, episode_started_at, priority, due_at, kind, variant, \
-            fault_id, state, created_at, updated_at) \
+            fault_id, state, reason, created_at, updated_at) \
          SELECT g.customer_id, g.episode_started_at, b.priority, b.due_at, b.kind, b.variant, \
-            b.fault_id, 'queued', b.created_at, $1 \
+            b.fault_id, $2, $3, b.created_at, $1 \
          FROM gone g JOIN notice_batches b ON b.batch = g.batch ORDER BY g.customer_id \
          ON CONFLICT (customer_id, episode_started_at, kind, variant) DO NOTHING"
     );
-    let query = sqlx::query(&sql).bind(now);
+    let state = if suppressed.is_some() {
+        "suppressed"
+    } else {
+        "queued"
+    };
+    let query = sqlx::query(&sql).bind(now).bind(state).bind(suppressed);
     let query = match which {
         Settle::Fault(id) | Settle::Customer(id) => query.bind(id),
         Settle::Pairs(kind, pairs) => query
@@ -235,14 +243,18 @@ pub(crate) async fn settle(
 }
 
 impl super::Store {
-    /// Settles the staged notices `which` names (PostgreSQL; SQLite stages nothing) before a
-    /// look at them one by one.
-    pub(crate) async fn settle_staged(&self, which: Settle<'_>) -> Result<u64, super::StoreError> {
+    /// Settles the staged notices `which` names (PostgreSQL; SQLite stages nothing), as
+    /// [`settle`] does, in a transaction of its own.
+    pub(crate) async fn settle_staged(
+        &self,
+        which: Settle<'_>,
+        suppressed: Option<&str>,
+        now: i64,
+    ) -> Result<u64, super::StoreError> {
         let Self::Postgres(pool) = self else {
             return Ok(0);
         };
         let mut conn = pool.acquire().await?;
-        let now = chrono::Utc::now().timestamp_millis();
-        Ok(settle(&mut conn, which, now).await?)
+        Ok(settle(&mut conn, which, suppressed, now).await?)
     }
 }
