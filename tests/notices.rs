@@ -386,6 +386,51 @@ async fn staged_rows(backend: Backend, url: &str) -> (i64, i64) {
     (count("staged_notices").await, count("notice_batches").await)
 }
 
+/// Commits `notices` as an ingest batch does (on PostgreSQL 1,000 or more are staged).
+async fn commit_outbox(
+    store: &faultline::store::Store,
+    notices: Vec<faultline::store::NoticeIntent>,
+    now: i64,
+) {
+    let write = faultline::store::BatchWrite {
+        notices,
+        now,
+        ..Default::default()
+    };
+    store.commit_batch(&write).await.unwrap();
+}
+
+/// One claim of what `request` asks for at time 10, moving its staged cursor past what it
+/// took, as the sender does; the customers claimed.
+async fn claim_once(
+    store: &faultline::store::Store,
+    request: &mut faultline::store::ClaimRequest,
+) -> Vec<String> {
+    let claimed = store
+        .refill(&[], request.clone(), &[], 10, |c| (Vec::new(), c.notices))
+        .await
+        .unwrap();
+    if let Some(last) = claimed.iter().filter_map(|n| n.staged_key()).max() {
+        request.after_staged = Some(last);
+    }
+    claimed.into_iter().map(|n| n.customer_id).collect()
+}
+
+/// Claims until nothing is left; the customers claimed.
+async fn claim_the_rest(
+    store: &faultline::store::Store,
+    request: &mut faultline::store::ClaimRequest,
+) -> Vec<String> {
+    let mut all = Vec::new();
+    loop {
+        let more = claim_once(store, request).await;
+        if more.is_empty() {
+            return all;
+        }
+        all.extend(more);
+    }
+}
+
 /// A fan-out of 1,500 outage notices in one ingest commit: PostgreSQL stages them (one narrow
 /// row each, turned into a notice when claimed), SQLite writes them; either way every reader
 /// sees the same outbox. Counts include the waiting notices, a momentary suppression reaches
@@ -399,12 +444,7 @@ async fn a_large_fan_out_is_one_outbox_whether_staged_or_not(backend: Backend) {
     let intents: Vec<_> = (0..1500)
         .map(|i| outage_intent(format!("S{i:04}"), "F-BIG", i64::from(!critical(i)), 1))
         .collect();
-    let write = faultline::store::BatchWrite {
-        notices: intents,
-        now: 1,
-        ..Default::default()
-    };
-    store.commit_batch(&write).await.unwrap();
+    commit_outbox(&store, intents, 1).await;
     let staged = staged_rows(backend, &url).await;
     match backend {
         Backend::Postgres => assert_eq!(staged, (1500, 2), "one batch per priority"),
@@ -456,18 +496,8 @@ async fn a_large_fan_out_is_one_outbox_whether_staged_or_not(backend: Backend) {
         "the urgent notice and the critical customers first"
     );
     let mut claimed: Vec<String> = firsts.iter().map(|c| c.to_string()).collect();
-    loop {
-        request.limit = 200;
-        let more = store
-            .refill(&[], request.clone(), &[], 10, |c| (Vec::new(), c.notices))
-            .await
-            .unwrap();
-        if more.is_empty() {
-            break;
-        }
-        request.after_staged = more.iter().filter_map(|n| n.staged_key()).max();
-        claimed.extend(more.into_iter().map(|n| n.customer_id));
-    }
+    request.limit = 200;
+    claimed.extend(claim_the_rest(&store, &mut request).await);
     claimed.sort_unstable();
     let before = claimed.len();
     claimed.dedup();
@@ -492,12 +522,7 @@ async fn a_large_fan_out_is_one_outbox_whether_staged_or_not(backend: Backend) {
     let next: Vec<_> = (0..1200)
         .map(|i| outage_intent(format!("T{i:04}"), "F-CANCEL", 1, 1))
         .collect();
-    let write = faultline::store::BatchWrite {
-        notices: next,
-        now: 20,
-        ..Default::default()
-    };
-    store.commit_batch(&write).await.unwrap();
+    commit_outbox(&store, next, 20).await;
     let cancelled = store.cancel_queued_notices("F-CANCEL", "cancelled by an operator", 21);
     assert_eq!(cancelled.await.unwrap(), 1200);
     let one = store.notices_of("T0007", "outage").await.unwrap();
@@ -523,35 +548,18 @@ async fn two_claimers_share_a_large_fan_out_without_overlap(backend: Backend) {
     let intents: Vec<_> = (0..1500)
         .map(|i| outage_intent(format!("D{i:04}"), "F-SHARE", 1, 1))
         .collect();
-    let write = faultline::store::BatchWrite {
-        notices: intents,
-        now: 1,
-        ..Default::default()
-    };
-    store.commit_batch(&write).await.unwrap();
-    // Both take their first claim before either goes on, so both take part on SQLite too,
-    // whose claims take turns.
+    commit_outbox(&store, intents, 1).await;
+    // Both take a first claim before either goes on, so both take part on SQLite too, whose
+    // claims take turns.
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
     let claimer = |url: String| {
         let barrier = barrier.clone();
         async move {
             let store = faultline::store::Store::connect(&url, 2).await.unwrap();
             let mut request = claim(64);
-            let mut mine = Vec::new();
-            for round in 0.. {
-                if round == 1 {
-                    barrier.wait().await;
-                }
-                let more = store
-                    .refill(&[], request.clone(), &[], 10, |c| (Vec::new(), c.notices))
-                    .await
-                    .unwrap();
-                if more.is_empty() {
-                    break;
-                }
-                request.after_staged = more.iter().filter_map(|n| n.staged_key()).max();
-                mine.extend(more.into_iter().map(|n| n.customer_id));
-            }
+            let mut mine = claim_once(&store, &mut request).await;
+            barrier.wait().await;
+            mine.extend(claim_the_rest(&store, &mut request).await);
             mine
         }
     };

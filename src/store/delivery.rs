@@ -170,9 +170,10 @@ const CLAIM_POSTGRES: &str = "UPDATE notices SET state = 'sending', attempts = a
     AND priority <= $6 ORDER BY priority, due_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
     RETURNING id, customer_id, kind, fault_id, episode_started_at, attempts, failed_channels, variant, priority, due_at";
 
-/// The claimed notices of a claim's `RETURNING` rows.
+/// The claimed notices of a claim's `RETURNING` rows, claimed from the staged batch `$staged`
+/// (`Option<i64>`).
 macro_rules! claimed_from {
-    ($rows:expr) => {
+    ($rows:expr, $staged:expr) => {
         $rows
             .iter()
             .map(|r| {
@@ -187,12 +188,13 @@ macro_rules! claimed_from {
                     variant: r.try_get(7)?,
                     priority: r.try_get(8)?,
                     due_at: r.try_get(9)?,
-                    staged: None,
+                    staged: $staged,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
     };
 }
+pub(super) use claimed_from;
 
 /// Claims what `$request` asks for with `$sql` inside the transaction `$tx` (see
 /// [`ClaimRequest`]), of priority `$up_to` or more urgent; evaluates to the claimed notices.
@@ -212,7 +214,7 @@ macro_rules! claim_in {
                 .bind($up_to)
                 .fetch_all(&mut *$tx)
                 .await?;
-            claimed.extend(claimed_from!(rows)?);
+            claimed.extend(claimed_from!(rows, None)?);
             if from.take().is_none() {
                 break; // read from the front: nothing more is due
             }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::copy::copy_fresh;
-use super::delivery::ClaimedNotice;
+use super::delivery::{claimed_from, ClaimedNotice};
 use super::notices::NoticeIntent;
 
 /// From this many notices on, PostgreSQL stages a set instead of writing it to `notices`.
@@ -150,9 +150,7 @@ pub(crate) async fn claim_batch(
             .bind(from.unwrap_or(""))
             .fetch_all(&mut *tx)
             .await?;
-        for r in &rows {
-            claimed.push(claimed_row(r, batch)?);
-        }
+        claimed.extend(claimed_from!(rows, Some(batch))?);
         if from.take().is_none() {
             if claimed.len() < limit {
                 // Rows another daemon holds keep the batch (their claim deletes them).
@@ -168,22 +166,6 @@ pub(crate) async fn claim_batch(
         }
     }
     Ok(claimed)
-}
-
-fn claimed_row(r: &sqlx::postgres::PgRow, batch: i64) -> Result<ClaimedNotice, sqlx::Error> {
-    Ok(ClaimedNotice {
-        id: r.try_get(0)?,
-        customer_id: r.try_get(1)?,
-        kind: r.try_get(2)?,
-        fault_id: r.try_get(3)?,
-        episode_started_at: r.try_get(4)?,
-        attempts: r.try_get(5)?,
-        failed_channels: r.try_get(6)?,
-        variant: r.try_get(7)?,
-        priority: r.try_get(8)?,
-        due_at: r.try_get(9)?,
-        staged: Some(batch),
-    })
 }
 
 /// Which staged notices to settle.
