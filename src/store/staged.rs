@@ -10,9 +10,10 @@
 //! the claim's transaction: a staged row is a queued notice that has no id yet.
 //!
 //! Whatever needs a waiting notice as a row of its own (a suppression, a cancellation, an
-//! operator's look at one customer) first *settles* the staged rows it concerns: they become
-//! `queued` notices, exactly what a direct write would have made. SQLite writes notices
-//! directly and never stages (its tables exist, empty, so that shared queries read alike).
+//! operator's look at one customer) *settles* the staged rows it concerns: they become the
+//! `queued` notices a direct write would have made, or straight away the `suppressed` ones a
+//! suppression would have made of those. SQLite writes notices directly and never stages (its
+//! tables exist, empty, so that shared queries read alike).
 
 use std::collections::BTreeMap;
 
