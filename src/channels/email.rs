@@ -80,13 +80,25 @@ impl EmailChannel {
 
     /// Sends one e-mail; its Message-ID on success.
     pub async fn send(&self, n: &Outbound) -> Result<String, ChannelError> {
+        let built = self.build(n)?;
+        self.send_built(&built).await
+    }
+
+    /// Builds a notice's e-mail, MIME and all, ready to send: a fan-out builds them on the
+    /// refills' runtime, off the thread that keeps the window's connections going.
+    pub fn build(&self, n: &Outbound) -> Result<BuiltEmail, ChannelError> {
         let message = self.message(n)?;
-        match self
-            .relay
-            .send(message.envelope(), &message.formatted())
-            .await
-        {
-            Ok(()) => Ok(self.message_id(n.notice_id)),
+        Ok(BuiltEmail {
+            notice_id: n.notice_id,
+            envelope: message.envelope().clone(),
+            formatted: message.formatted(),
+        })
+    }
+
+    /// Sends an e-mail [`Self::build`] made; its Message-ID on success.
+    pub async fn send_built(&self, built: &BuiltEmail) -> Result<String, ChannelError> {
+        match self.relay.send(&built.envelope, &built.formatted).await {
+            Ok(()) => Ok(self.message_id(built.notice_id)),
             Err(SmtpError::Smtp(e)) => Err(classify(&e)),
             Err(e) => Err(ChannelError::transient(format!("SMTP: {e}"))),
         }
@@ -118,6 +130,23 @@ impl EmailChannel {
                 html(&n.language, &n.title, &n.body),
             ))
             .map_err(|e| ChannelError::Permanent(format!("cannot build the e-mail: {e}")))
+    }
+}
+
+/// A notice's e-mail as it goes on the wire.
+pub struct BuiltEmail {
+    notice_id: i64,
+    envelope: lettre::address::Envelope,
+    formatted: Vec<u8>,
+}
+
+// The envelope and the message name the recipient: never in a log.
+impl std::fmt::Debug for BuiltEmail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltEmail")
+            .field("notice_id", &self.notice_id)
+            .field("bytes", &self.formatted.len())
+            .finish_non_exhaustive()
     }
 }
 

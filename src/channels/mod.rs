@@ -174,6 +174,27 @@ impl Transports {
         }
     }
 
+    /// Builds the e-mail of a notice routed to the e-mail transport (see
+    /// [`email::EmailChannel::build`]); `None` for any other route.
+    pub fn build_email(&self, n: &Outbound) -> Option<Result<email::BuiltEmail, ChannelError>> {
+        match self.route(n.channel) {
+            Route::Email => self.email.as_ref().map(|e| e.transport.build(n)),
+            _ => None,
+        }
+    }
+
+    /// Sends an e-mail [`Self::build_email`] built, after the e-mail rate limit allows it.
+    pub async fn send_built_email(
+        &self,
+        built: Result<email::BuiltEmail, ChannelError>,
+    ) -> Result<String, ChannelError> {
+        let email = self
+            .email
+            .as_ref()
+            .ok_or_else(|| ChannelError::Permanent("channel not configured".into()))?;
+        email.ready().await.send_built(&built?).await
+    }
+
     /// Writes notices routed to the log channel as one write and one fsync; one result per
     /// notice, in order.
     pub async fn send_logged(&self, batch: &[Outbound]) -> Vec<Result<String, ChannelError>> {

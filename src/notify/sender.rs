@@ -198,9 +198,14 @@ impl DeliveryWorker {
     ) -> tokio::task::JoinHandle<Result<Refilled, StoreError>> {
         let this = Arc::clone(self);
         let refill = async move {
-            let refilled = this.refill(outcomes, claim).await;
-            if refilled.is_ok() {
+            let mut refilled = this.refill(outcomes, claim).await;
+            if let Ok(refilled) = &mut refilled {
                 this.report_dirty(faults);
+                // Building an e-mail (MIME, encoding) took a twelfth of the delivery thread's
+                // time in a fan-out, for a tenth of the notices; here it is off that thread.
+                for job in &mut refilled.jobs {
+                    job.email = this.transports.build_email(&job.message);
+                }
             }
             refilled
         };
@@ -229,9 +234,12 @@ impl DeliveryWorker {
     }
 
     /// Sends one job on its channel, timing the request.
-    async fn send_job(&self, job: Job) -> (Job, Result<String, ChannelError>) {
+    async fn send_job(&self, mut job: Job) -> (Job, Result<String, ChannelError>) {
         let started = std::time::Instant::now();
-        let result = self.transports.send_one(&job.message).await;
+        let result = match job.email.take() {
+            Some(built) => self.transports.send_built_email(built).await,
+            None => self.transports.send_one(&job.message).await,
+        };
         crate::telemetry::metrics::SEND_LATENCY.observe(started.elapsed().as_secs_f64());
         (job, result)
     }

@@ -15,7 +15,8 @@ use super::plan::{choose, quiet_until, Choice, Contact};
 use super::sender::Unrecorded;
 use super::supersede::{self, Facts, Notice};
 use super::templates::{Context, Dispatch, Templates};
-use crate::channels::{Outbound, Transports};
+use crate::channels::email::BuiltEmail;
+use crate::channels::{ChannelError, Outbound, Transports};
 use crate::clock::Clock;
 use crate::domain::{Channel, Email, FaultId, Phone};
 use crate::shared::SharedBook;
@@ -60,6 +61,8 @@ pub struct DeliveryWorker {
 pub(super) struct Job {
     pub claim: ClaimedNotice,
     pub message: Outbound,
+    /// Its e-mail, built ahead of the send (see [`crate::channels::Transports::build_email`]).
+    pub email: Option<Result<BuiltEmail, ChannelError>>,
 }
 
 /// What one refill brought: how many notices it claimed, the last of them in queue order (and
@@ -163,6 +166,7 @@ impl DeliveryWorker {
                 Ok(message) => jobs.push(Job {
                     claim: notice,
                     message,
+                    email: None,
                 }),
                 Err(outcome) => {
                     faults.insert(notice.fault_id);
