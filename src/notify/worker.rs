@@ -151,7 +151,15 @@ impl DeliveryWorker {
             related.entry(key).or_default().push(r.state);
         }
         let claimed = claim.notices.len();
-        let last = claim.notices.iter().map(ClaimedNotice::key).max();
+        // The queue's cursor follows notices claimed from the queue only: a staged notice's
+        // key (a fresh id) lies past every queued notice of its priority, and a cursor there
+        // made each claim read past the queue's end before reading it from the front.
+        let last = claim
+            .notices
+            .iter()
+            .filter(|n| n.staged.is_none())
+            .map(ClaimedNotice::key)
+            .max();
         let last_staged = claim
             .notices
             .iter()
