@@ -278,8 +278,8 @@ impl Store {
         let sql = "SELECT c, s, CAST(SUM(n) AS BIGINT) FROM (\
                    SELECT channel AS c, CASE WHEN receipt = 'delivered' THEN 'delivered' ELSE state END AS s, \
                    COUNT(*) AS n FROM notices WHERE fault_id = $1 GROUP BY 1, 2 \
-                   UNION ALL SELECT NULL, 'queued', COUNT(*) FROM staged_notices st \
-                   JOIN notice_batches b ON b.batch = st.batch WHERE b.fault_id = $1) AS t \
+                   UNION ALL SELECT NULL, 'queued', (SELECT COUNT(*) FROM staged_notices st \
+                   WHERE st.batch = b.batch) FROM notice_batches b WHERE b.fault_id = $1) AS t \
                    WHERE n > 0 GROUP BY 1, 2 ORDER BY 1, 2";
         let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (Option<String>, String, i64)>(sql)
             .bind(fault_id).fetch_all(pool).await?);

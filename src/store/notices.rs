@@ -88,14 +88,17 @@ impl Store {
                 for id in chunk {
                     list.push_bind(id.clone());
                 }
-                // Staged notices (PostgreSQL) are queued ones; a fault may have both.
-                q.push(") GROUP BY 1, 2 UNION ALL SELECT b.fault_id, 'queued', COUNT(*) FROM staged_notices s \
-                        JOIN notice_batches b ON b.batch = s.batch WHERE b.fault_id IN (");
+                // Staged notices (PostgreSQL) are queued ones; a fault may have both. Counted
+                // batch by batch down the staged key: a join was planned as a scan of every
+                // staged row, a big fault's million for each small fault's count.
+                q.push(") GROUP BY 1, 2 UNION ALL SELECT b.fault_id, 'queued', \
+                        (SELECT COUNT(*) FROM staged_notices s WHERE s.batch = b.batch) \
+                        FROM notice_batches b WHERE b.fault_id IN (");
                 let mut list = q.separated(", ");
                 for id in chunk {
                     list.push_bind(id.clone());
                 }
-                q.push(") GROUP BY 1, 2");
+                q.push(")");
                 q.build_query_as().persistent(false).fetch_all(pool).await?
             });
             out.extend(rows);
