@@ -587,7 +587,38 @@ async fn two_claimers_share_a_large_fan_out_without_overlap(backend: Backend) {
     );
 }
 
+/// An `etr_update` claimed while its outage notice still waits (staged, on PostgreSQL) sees
+/// that outage notice as queued, so it gives way to it.
+async fn a_waiting_outage_notice_is_related_as_queued(backend: Backend) {
+    let (url, _dir) = fresh_database(backend, &format!("related_{}", unique_prefix())).await;
+    let store = faultline::store::Store::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let outages: Vec<_> = (0..1200)
+        .map(|i| outage_intent(format!("E{i:04}"), "F-ETR", 1, 1))
+        .collect();
+    commit_outbox(&store, outages, 1).await;
+    let etr = faultline::store::NoticeIntent {
+        kind: "etr_update",
+        variant: "1700000000000".into(),
+        ..outage_intent("E0042".into(), "F-ETR", 0, 1)
+    };
+    store.create_notices(&[etr], 2).await.unwrap();
+    let related = store
+        .refill(&[], claim(1), &[("etr_update", "outage")], 10, |c| {
+            assert_eq!(c.notices[0].kind, "etr_update");
+            (Vec::new(), c.related)
+        })
+        .await
+        .unwrap();
+    let states: Vec<(&str, &str)> = related
+        .iter()
+        .map(|r| (r.customer_id.as_str(), r.state.as_str()))
+        .collect();
+    assert_eq!(states, [("E0042", "queued")]);
+}
+
 both_backends!(
+    a_waiting_outage_notice_is_related_as_queued,
     a_momentary_outage_of_a_large_fault_sends_nothing,
     two_claimers_share_a_large_fan_out_without_overlap,
     a_large_fan_out_is_one_outbox_whether_staged_or_not,

@@ -427,6 +427,21 @@ macro_rules! contacts_with {
     }};
 }
 
+/// Pushes `(customer, episode)` pairs onto the query builder `$q` as a comma-separated list
+/// of row values.
+macro_rules! push_pairs {
+    ($q:expr, $pairs:expr) => {{
+        let mut list = $q.separated(", ");
+        for (c, e) in $pairs {
+            list.push("(")
+                .push_bind_unseparated((*c).to_owned())
+                .push_unseparated(", ")
+                .push_bind_unseparated(*e)
+                .push_unseparated(")");
+        }
+    }};
+}
+
 /// The states of the notices that claimed ones depend on (`$depends`: `(kind, depends on
 /// kind)`), same customer and episode, read inside the transaction `$tx`; evaluates to
 /// `Vec<RelatedState>`.
@@ -443,30 +458,25 @@ macro_rules! related_in {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "SELECT customer_id, episode_started_at, state FROM notices WHERE kind = ",
                 );
+                q.push_bind(on.to_owned())
+                    .push(" AND (customer_id, episode_started_at) IN (");
+                push_pairs!(q, chunk);
                 // A staged notice (PostgreSQL) is a queued one without a row of its own yet.
-                let sources = [
-                    "customer_id, episode_started_at",
-                    "s.customer_id, s.episode_started_at",
-                ];
-                for (i, columns) in sources.iter().enumerate() {
-                    if i == 1 {
-                        q.push(
-                            ") UNION ALL SELECT s.customer_id, s.episode_started_at, 'queued' \
-                             FROM staged_notices s JOIN notice_batches b ON b.batch = s.batch \
-                             WHERE b.kind = ",
-                        );
-                    }
-                    q.push_bind(on.to_owned())
-                        .push(format!(" AND ({columns}) IN ("));
-                    let mut list = q.separated(", ");
-                    for (c, e) in chunk {
-                        list.push("(")
-                            .push_bind_unseparated((*c).to_owned())
-                            .push_unseparated(", ")
-                            .push_bind_unseparated(*e)
-                            .push_unseparated(")");
-                    }
+                // Its customers listed as well, so the lookup walks the staged key batch by
+                // batch: with the pairs alone it was planned as a scan of every staged row,
+                // 0.1–1.6 s a claim next to a million staged notices.
+                q.push(
+                    ") UNION ALL SELECT s.customer_id, s.episode_started_at, 'queued' \
+                     FROM staged_notices s WHERE s.batch IN \
+                     (SELECT batch FROM notice_batches WHERE kind = ",
+                );
+                q.push_bind(on.to_owned()).push(") AND s.customer_id IN (");
+                let mut list = q.separated(", ");
+                for (c, _) in chunk {
+                    list.push_bind((*c).to_owned());
                 }
+                q.push(") AND (s.customer_id, s.episode_started_at) IN (");
+                push_pairs!(q, chunk);
                 q.push(")");
                 let rows: Vec<(String, i64, String)> = q
                     .build_query_as()
