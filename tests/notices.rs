@@ -406,6 +406,25 @@ async fn commit_outbox(
     store.commit_batch(&write).await.unwrap();
 }
 
+/// A fresh database with `n` outage notices of `fault` (customers `{prefix}0000`…, priority
+/// 1, due at 1) committed as an ingest batch: staged on PostgreSQL.
+async fn fanned_out(
+    backend: Backend,
+    prefix: &str,
+    fault: &str,
+    n: usize,
+) -> (faultline::store::Store, String, tempfile::TempDir) {
+    let name = format!("fan_{}", unique_prefix());
+    let (url, dir) = fresh_database(backend, &name).await;
+    let store = faultline::store::Store::connect(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let intents: Vec<_> = (0..n)
+        .map(|i| outage_intent(format!("{prefix}{i:04}"), fault, 1, 1))
+        .collect();
+    commit_outbox(&store, intents, 1).await;
+    (store, url, dir)
+}
+
 /// One claim of what `request` asks for at time 10, moving its staged cursor past what it
 /// took, as the sender does; the customers claimed.
 async fn claim_once(
@@ -548,13 +567,7 @@ async fn a_large_fan_out_is_one_outbox_whether_staged_or_not(backend: Backend) {
 /// Two daemons' claims on one outbox of 1,500 waiting notices (staged on PostgreSQL), taken
 /// at the same time: together they claim every notice, and no notice twice.
 async fn two_claimers_share_a_large_fan_out_without_overlap(backend: Backend) {
-    let (url, _dir) = fresh_database(backend, &format!("share_{}", unique_prefix())).await;
-    let store = faultline::store::Store::connect(&url, 4).await.unwrap();
-    store.migrate().await.unwrap();
-    let intents: Vec<_> = (0..1500)
-        .map(|i| outage_intent(format!("D{i:04}"), "F-SHARE", 1, 1))
-        .collect();
-    commit_outbox(&store, intents, 1).await;
+    let (_store, url, _dir) = fanned_out(backend, "D", "F-SHARE", 1500).await;
     // Both take a first claim before either goes on, so both take part on SQLite too, whose
     // claims take turns.
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
@@ -590,13 +603,7 @@ async fn two_claimers_share_a_large_fan_out_without_overlap(backend: Backend) {
 /// An `etr_update` claimed while its outage notice still waits (staged, on PostgreSQL) sees
 /// that outage notice as queued, so it gives way to it.
 async fn a_waiting_outage_notice_is_related_as_queued(backend: Backend) {
-    let (url, _dir) = fresh_database(backend, &format!("related_{}", unique_prefix())).await;
-    let store = faultline::store::Store::connect(&url, 4).await.unwrap();
-    store.migrate().await.unwrap();
-    let outages: Vec<_> = (0..1200)
-        .map(|i| outage_intent(format!("E{i:04}"), "F-ETR", 1, 1))
-        .collect();
-    commit_outbox(&store, outages, 1).await;
+    let (store, _url, _dir) = fanned_out(backend, "E", "F-ETR", 1200).await;
     let etr = faultline::store::NoticeIntent {
         kind: "etr_update",
         variant: "1700000000000".into(),
