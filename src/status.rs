@@ -16,6 +16,7 @@ use crate::domain::FaultId;
 use crate::ingest::mqtt::topic_level;
 use crate::outage::Fault;
 use crate::shared::SharedBook;
+use crate::store::{NoticeGroup, Store, StoreError};
 
 /// Notice counts of a fault, by state. A notice counts for the fault that caused it: an outage
 /// notice for the fault that began the customer's episode, a restoration notice for the fault
@@ -140,11 +141,13 @@ pub struct StatusPublisher {
     /// The console's live stream (nobody listening is fine).
     pub live: broadcast::Sender<LiveEvent>,
     pub book: SharedBook,
-    pub store: crate::store::Store,
+    pub store: Store,
     pub client: AsyncClient,
     pub topic: String,
     pub min_interval: Duration,
     pub clock: Clock,
+    /// The metrics' notice counts, kept from the counts read here.
+    pub totals: NoticeTotals,
 }
 
 impl StatusPublisher {
@@ -161,6 +164,8 @@ impl StatusPublisher {
         let mut counts = CountCache::default();
         let mut tick = tokio::time::interval(self.min_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let resync = tokio::time::sleep(RESYNC);
+        tokio::pin!(resync);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -175,6 +180,10 @@ impl StatusPublisher {
                 _ = tick.tick() => {
                     due.extend(counts.expired());
                     self.publish(&mut due, &mut counts).await;
+                }
+                _ = &mut resync => {
+                    let next = self.resync().await;
+                    resync.as_mut().reset(tokio::time::Instant::now() + next);
                 }
             }
         }
@@ -191,7 +200,7 @@ impl StatusPublisher {
         }
         let now = self.clock.now();
         let ids: Vec<String> = due.iter().map(|id| id.as_str().to_owned()).collect();
-        let counts = cache.counts(&self.store, &ids).await;
+        let counts = cache.counts(&self.store, &self.totals, &ids).await;
         let reports: HashMap<String, i64> = self
             .store
             .report_counts(&ids)
@@ -238,6 +247,74 @@ impl StatusPublisher {
             }
         }
     }
+
+    /// Counts the whole outbox again for the metrics (see [`NoticeTotals`]); returns when to
+    /// do it next.
+    async fn resync(&self) -> Duration {
+        let started = std::time::Instant::now();
+        match self.store.notice_groups(None).await {
+            Ok(groups) => self.totals.replace_all(groups),
+            Err(e) => tracing::warn!(error = %e, "cannot recount notices for the metrics"),
+        }
+        RESYNC.max(started.elapsed() * COUNT_COST_FACTOR)
+    }
+}
+
+/// The outbox's counts for `/metrics`, fault by fault as the status documents count them:
+/// read whole once at start, then replaced for a fault whenever its counts are read for its
+/// document (its state changed, or its notices progressed), and read whole again every
+/// [`RESYNC`] for what changed unannounced (notices created by scheduled jobs, another daemon's
+/// deliveries). A scrape adds them up and never counts the outbox, which during a storm holds
+/// millions of rows; in exchange the totals may lag the outbox as the documents do.
+#[derive(Debug, Clone, Default)]
+pub struct NoticeTotals(Arc<RwLock<HashMap<String, Vec<NoticeGroup>>>>);
+
+impl NoticeTotals {
+    /// Counts every fault's notices: one read of the outbox, at start-up.
+    pub async fn load(store: &Store) -> Result<Self, StoreError> {
+        let totals = Self::default();
+        totals.replace_all(store.notice_groups(None).await?);
+        Ok(totals)
+    }
+
+    fn replace_all(&self, groups: Vec<NoticeGroup>) {
+        let mut by_fault: HashMap<String, Vec<NoticeGroup>> = HashMap::new();
+        for group in groups {
+            by_fault
+                .entry(group.fault_id.clone())
+                .or_default()
+                .push(group);
+        }
+        if let Ok(mut totals) = self.0.write() {
+            *totals = by_fault;
+        }
+    }
+
+    fn set(&self, fault_id: &str, groups: Vec<NoticeGroup>) {
+        if let Ok(mut totals) = self.0.write() {
+            if groups.is_empty() {
+                totals.remove(fault_id);
+            } else {
+                totals.insert(fault_id.to_owned(), groups);
+            }
+        }
+    }
+
+    /// (channel, state, count) over every fault, by channel and state; a delivery receipt does
+    /// not change a notice's state here.
+    pub fn by_channel_and_state(&self) -> Vec<(Option<String>, String, i64)> {
+        let mut sums: BTreeMap<(Option<String>, String), i64> = BTreeMap::new();
+        if let Ok(totals) = self.0.read() {
+            for group in totals.values().flatten() {
+                *sums
+                    .entry((group.channel.clone(), group.state.clone()))
+                    .or_default() += group.count;
+            }
+        }
+        sums.into_iter()
+            .map(|((channel, state), n)| (channel, state, n))
+            .collect()
+    }
 }
 
 /// Notice counts per fault, recounted at most every [`COUNT_REFRESH`], or less often when a
@@ -248,12 +325,9 @@ impl StatusPublisher {
 #[derive(Default)]
 struct CountCache {
     /// Counts per fault, and until when they stand.
-    counted: HashMap<String, (std::time::Instant, Vec<StateCount>)>,
+    counted: HashMap<String, (std::time::Instant, Vec<NoticeGroup>)>,
     stale: HashSet<String>,
 }
-
-/// (fault, state, count), as the store reports notice counts.
-type StateCount = (String, String, i64);
 
 /// How long notice counts in a status document may lag behind the outbox.
 const COUNT_REFRESH: Duration = Duration::from_secs(5);
@@ -262,13 +336,18 @@ const COUNT_REFRESH: Duration = Duration::from_secs(5);
 /// under 2 % of the database's time however large the fault.
 const COUNT_COST_FACTOR: u32 = 50;
 
+/// How often the metrics' totals are read from the whole outbox at most (see [`NoticeTotals`]).
+const RESYNC: Duration = Duration::from_secs(600);
+
 impl CountCache {
-    /// (fault, state, count) rows for these faults, from the database where the cache is old.
+    /// Notice counts of these faults, from the database where the cache is old; what is read
+    /// also replaces those faults' share of the metrics' `totals`.
     async fn counts(
         &mut self,
-        store: &crate::store::Store,
+        store: &Store,
+        totals: &NoticeTotals,
         ids: &[String],
-    ) -> Vec<(String, String, i64)> {
+    ) -> Vec<NoticeGroup> {
         let now = std::time::Instant::now();
         let recount: Vec<String> = ids
             .iter()
@@ -277,13 +356,19 @@ impl CountCache {
             .collect();
         if !recount.is_empty() {
             // Counts are a courtesy in the document; a failed read must not stop the status.
-            let rows = store.notice_states(&recount).await.unwrap_or_else(|e| {
+            let read = store.notice_groups(Some(recount.as_slice())).await;
+            if let Err(e) = &read {
                 tracing::warn!(error = %e, "cannot read notice counts for the status documents");
-                Vec::new()
-            });
+            }
             let until = now + COUNT_REFRESH.max(now.elapsed() * COUNT_COST_FACTOR);
             for id in &recount {
-                let mine = rows.iter().filter(|(f, _, _)| f == id).cloned().collect();
+                let mine: Vec<NoticeGroup> = read
+                    .as_ref()
+                    .map(|rows| rows.iter().filter(|g| &g.fault_id == id).cloned().collect())
+                    .unwrap_or_default();
+                if read.is_ok() {
+                    totals.set(id, mine.clone());
+                }
                 self.counted.insert(id.clone(), (until, mine));
                 self.stale.remove(id);
             }
@@ -321,12 +406,18 @@ impl CountCache {
 }
 
 impl NoticeCounts {
-    /// From (fault, state, count) rows; states not listed here (e.g. `unreachable`) count as failed.
-    fn from_rows(fault_id: &str, rows: &[(String, String, i64)]) -> Self {
+    /// From the fault's groups; a notice with a delivery receipt counts as delivered, states
+    /// not listed here (e.g. `unreachable`) count as failed.
+    fn from_rows(fault_id: &str, rows: &[NoticeGroup]) -> Self {
         let mut counts = Self::default();
-        for (_, state, n) in rows.iter().filter(|(f, _, _)| f == fault_id) {
-            let n = *n as u64;
-            match state.as_str() {
+        for group in rows.iter().filter(|g| g.fault_id == fault_id) {
+            let n = group.count as u64;
+            let state = if group.delivered {
+                "delivered"
+            } else {
+                group.state.as_str()
+            };
+            match state {
                 "queued" | "claimed" | "sending" => counts.queued += n,
                 "sent" => counts.sent += n,
                 "delivered" => counts.delivered += n,

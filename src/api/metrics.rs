@@ -10,9 +10,10 @@ use super::auth::Viewer;
 use super::{ApiError, ApiState};
 use crate::telemetry::metrics::{describe, sample, OUTBOX_WRITE, SEND_LATENCY, SOLVE_TIME};
 
-/// `GET /metrics`. Event and notice counts come from the database, so every daemon of a
-/// cluster reports the same totals and a restart does not reset them; the histograms are
-/// this process's own.
+/// `GET /metrics`. Event and notice counts come from the database, so a restart does not reset
+/// them; the histograms are this process's own. Notice counts are the totals the status
+/// publisher keeps fault by fault ([`crate::status::NoticeTotals`]): a scrape never counts the
+/// outbox, which holds millions of rows during a storm.
 pub async fn metrics(
     State(state): State<ApiState>,
     Viewer(_): Viewer,
@@ -32,6 +33,14 @@ pub async fn metrics(
             n as f64,
         );
     }
+    describe(
+        &mut out,
+        "faultline_dead_letters_due",
+        "gauge",
+        "Rejected events whose dead letter the broker has not acknowledged yet.",
+    );
+    let due = state.store.dead_letters_due().await?;
+    sample(&mut out, "faultline_dead_letters_due", &[], due as f64);
     let (out_now, open) = {
         let book = state.book.read();
         (
@@ -60,7 +69,7 @@ pub async fn metrics(
         "Notices in the outbox, by channel and state.",
     );
     let mut queued = 0;
-    for (channel, st, n) in state.store.notice_totals().await? {
+    for (channel, st, n) in state.notice_totals.by_channel_and_state() {
         if st == "queued" {
             queued += n;
         }

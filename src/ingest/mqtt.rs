@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use rand::Rng;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, Transport};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, Publish, QoS, StateError,
+    Transport,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -61,7 +64,7 @@ pub fn options(
     opts.set_keep_alive(Duration::from_secs(settings.keep_alive_secs))
         .set_clean_session(!persistent)
         .set_manual_acks(persistent)
-        .set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024)
+        .set_max_packet_size(settings.max_packet_bytes, settings.max_packet_bytes)
         .set_request_channel_capacity(1024)
         .set_inflight(100);
     if !settings.username.is_empty() {
@@ -193,10 +196,13 @@ async fn drive(
                 tracing::info!(filter = %filter, "subscribed");
                 let _ = ready.send(true);
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
+            Ok(Event::Incoming(Packet::Publish(mut p))) => {
+                // The receipt needs the packet id only: the payload moves to the engine rather
+                // than being held twice (an oversized one is megabytes).
+                let payload = std::mem::take(&mut p.payload);
                 let msg = Inbound {
                     topic: p.topic.clone(),
-                    payload: p.payload.to_vec(),
+                    payload: Vec::from(payload),
                     receipt: Some(p),
                     reply: None,
                 };
@@ -210,6 +216,7 @@ async fn drive(
             Err(e) => {
                 let _ = ready.send(false);
                 let wait = backoff.next_delay();
+                explain_oversized(&e);
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -217,6 +224,22 @@ async fn drive(
                 }
             }
         }
+    }
+}
+
+/// Says what to do about a message too large to read: the broker redelivers it at every
+/// reconnect, and every later event waits behind it, until one of the limits changes.
+fn explain_oversized(e: &ConnectionError) {
+    let ConnectionError::MqttState(StateError::Deserialization(decoding)) = e else {
+        return;
+    };
+    if let rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size) = decoding {
+        tracing::error!(
+            size,
+            "a message larger than mqtt.max_packet_bytes cannot be read, and the broker will \
+             deliver it again at every reconnect: raise mqtt.max_packet_bytes, or have the broker \
+             refuse such messages (docs/OPERATIONS.md)"
+        );
     }
 }
 

@@ -62,6 +62,17 @@ pub struct NoticeRow {
     pub updated_at: i64,
 }
 
+/// Notices of one fault in one channel (none while queued) and state; `delivered` when the
+/// provider's receipt says so (the status documents count those apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeGroup {
+    pub fault_id: String,
+    pub channel: Option<String>,
+    pub state: String,
+    pub delivered: bool,
+    pub count: i64,
+}
+
 /// What a resend request found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resend {
@@ -86,6 +97,23 @@ const CUSTOMER_COLUMNS: &str = "customer_id, name, lon, lat, phone, email, langu
 
 /// States a notice may be sent again from: it never reached the customer.
 const RESENDABLE: [&str; 3] = ["failed", "unreachable", "suppressed"];
+
+/// A row of [`Store::notice_groups`]: fault, channel, state, `delivered` or empty, count.
+type GroupRow = (String, Option<String>, String, String, i64);
+
+/// Appends `head`, then the ids as a bound list and `)`, when there are ids to filter by.
+macro_rules! where_in {
+    ($q:expr, $head:expr, $ids:expr) => {
+        if let Some(ids) = $ids {
+            $q.push($head);
+            let mut list = $q.separated(", ");
+            for id in ids {
+                list.push_bind(id.clone());
+            }
+            $q.push(")");
+        }
+    };
+}
 
 impl Store {
     pub async fn create_api_key(
@@ -135,7 +163,9 @@ impl Store {
 
     /// The newest writes first.
     pub async fn api_audit(&self, limit: i64) -> Result<Vec<ApiAuditRow>, StoreError> {
-        let sql = "SELECT at, key_id, role, method, path, status FROM api_audit ORDER BY at DESC LIMIT $1";
+        // `status` is an INTEGER column, read as i64 on both backends (PostgreSQL will not
+        // decode an int4 as an i64: the audit listing failed there until this cast).
+        let sql = "SELECT at, key_id, role, method, path, CAST(status AS BIGINT) FROM api_audit ORDER BY at DESC LIMIT $1";
         let rows = on_pool!(self, pool, _Db => {
             let rows = sqlx::query(sql).bind(limit).fetch_all(pool).await?;
             rows.iter().map(|r| Ok(ApiAuditRow {
@@ -318,14 +348,48 @@ impl Store {
             .collect())
     }
 
-    /// (state, count) of the whole outbox, for the metrics.
-    pub async fn notice_totals(&self) -> Result<Vec<(Option<String>, String, i64)>, StoreError> {
-        let sql = "SELECT c, s, CAST(SUM(n) AS BIGINT) FROM (\
-                   SELECT channel AS c, state AS s, COUNT(*) AS n FROM notices GROUP BY 1, 2 \
-                   UNION ALL SELECT NULL, 'queued', COUNT(*) FROM staged_notices) AS t \
-                   WHERE n > 0 GROUP BY 1, 2";
-        let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (Option<String>, String, i64)>(sql)
-            .fetch_all(pool).await?);
-        Ok(rows)
+    /// Notices per (fault, channel, state, delivered) of these faults, or of every fault (the
+    /// metrics' totals at start-up). Staged notices (PostgreSQL) are queued ones without a
+    /// channel, counted batch by batch down the staged key as the status counts are.
+    pub async fn notice_groups(
+        &self,
+        faults: Option<&[String]>,
+    ) -> Result<Vec<NoticeGroup>, StoreError> {
+        let Some(faults) = faults else {
+            return self.notice_groups_of(None).await;
+        };
+        let mut out = Vec::new();
+        for chunk in faults.chunks(super::CHUNK_ROWS) {
+            out.extend(self.notice_groups_of(Some(chunk)).await?);
+        }
+        Ok(out)
+    }
+
+    async fn notice_groups_of(
+        &self,
+        faults: Option<&[String]>,
+    ) -> Result<Vec<NoticeGroup>, StoreError> {
+        let rows: Vec<GroupRow> = on_pool!(self, pool, Db => {
+            let mut q = sqlx::QueryBuilder::<Db>::new(
+                "SELECT fault_id, channel, state, CASE WHEN receipt = 'delivered' THEN 'delivered' \
+                 ELSE '' END, COUNT(*) FROM notices",
+            );
+            where_in!(q, " WHERE fault_id IN (", faults);
+            q.push(" GROUP BY 1, 2, 3, 4 UNION ALL SELECT b.fault_id, NULL, 'queued', '', \
+                    (SELECT COUNT(*) FROM staged_notices s WHERE s.batch = b.batch) FROM notice_batches b");
+            where_in!(q, " WHERE b.fault_id IN (", faults);
+            q.build_query_as().persistent(false).fetch_all(pool).await?
+        });
+        Ok(rows
+            .into_iter()
+            .filter(|row| row.4 > 0)
+            .map(|(fault_id, channel, state, receipt, count)| NoticeGroup {
+                fault_id,
+                channel,
+                state,
+                delivered: receipt == "delivered",
+                count,
+            })
+            .collect())
     }
 }

@@ -1,9 +1,13 @@
 //! The event log: every payload received, with what became of it.
 
-use chrono::{DateTime, Utc};
-use sqlx::Row;
+use std::collections::HashSet;
+use std::fmt::Write as _;
 
-use super::{from_millis, on_pool, Store, StoreError};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::{QueryBuilder, Row};
+
+use super::{from_millis, on_pool, Store, StoreError, CHUNK_ROWS};
 
 /// What became of a received payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +48,37 @@ pub struct EventRecord {
     pub received_at: DateTime<Utc>,
     pub status: EventStatus,
     pub reason: Option<String>,
+}
+
+/// A rejected event whose dead letter is due (`ingest::deadletter`).
+#[derive(Debug, Clone)]
+pub struct DeadLetterRow {
+    pub id: i64,
+    pub event_id: Option<String>,
+    pub fault_id: Option<String>,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+    /// `code: reason`, as the engine stored it.
+    pub reason: Option<String>,
+}
+
+/// What a rejected payload is recognised by when the broker delivers it again: SHA-256 (hex)
+/// of its topic, its stored reason and its stored payload. The reason is part of it because a
+/// payload over the size limit is stored by its head only, and its reason names its size.
+pub fn payload_digest(topic: &str, reason: &str, payload: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(topic.as_bytes());
+    hash.update([0]);
+    hash.update(reason.as_bytes());
+    hash.update([0]);
+    hash.update(payload);
+    hash.finalize()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 /// An event log row as read back.
@@ -136,5 +171,126 @@ impl Store {
         let sql = "SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status";
         let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, i64)>(sql).fetch_all(pool).await?);
         Ok(rows)
+    }
+}
+
+/// Columns of a [`DeadLetterRow`], in its order.
+const DEAD_LETTER_COLUMNS: &str = "id, event_id, fault_id, topic, payload, received_at, reason";
+
+/// The dead-letter outbox: rejected rows whose letters are not acknowledged by the broker yet.
+impl Store {
+    /// Takes up to `limit` rejected rows whose letters are due, oldest first, for `owner` (the
+    /// daemon's `mqtt.client_id`): rows no daemon has taken, and rows `owner` took before (its
+    /// letters in flight when it stopped). A row another daemon took is left to that daemon.
+    pub async fn claim_dead_letters(
+        &self,
+        owner: &str,
+        limit: i64,
+    ) -> Result<Vec<DeadLetterRow>, StoreError> {
+        // The outer condition repeats the inner one: on PostgreSQL a row another daemon took
+        // meanwhile is re-checked after its lock and skipped, instead of taken twice.
+        let sql = format!(
+            "UPDATE events SET dead_letter_by = $1 WHERE id IN (SELECT id FROM events \
+             WHERE status = 'rejected' AND dead_letter_at IS NULL \
+             AND (dead_letter_by IS NULL OR dead_letter_by = $1) ORDER BY id LIMIT $2) \
+             AND (dead_letter_by IS NULL OR dead_letter_by = $1) RETURNING {DEAD_LETTER_COLUMNS}"
+        );
+        let rows = on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(&sql).bind(owner).bind(limit).fetch_all(pool).await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?,
+                             r.try_get::<i64, _>(5)?, r.try_get(6)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        let mut letters = rows
+            .into_iter()
+            .map(|(id, event_id, fault_id, topic, payload, at, reason)| {
+                Ok(DeadLetterRow {
+                    id,
+                    event_id,
+                    fault_id,
+                    topic,
+                    payload,
+                    received_at: from_millis(at)?,
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        letters.sort_by_key(|l| l.id);
+        Ok(letters)
+    }
+
+    /// Rejected rows whose letters the broker has not acknowledged yet (a gauge of the metrics:
+    /// it stays above 0 while the broker cannot be reached).
+    pub async fn dead_letters_due(&self) -> Result<i64, StoreError> {
+        let sql =
+            "SELECT COUNT(*) FROM events WHERE status = 'rejected' AND dead_letter_at IS NULL";
+        let n =
+            on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await?);
+        Ok(n)
+    }
+
+    /// Marks these rows' letters as acknowledged by the broker at `at` (epoch milliseconds).
+    pub async fn mark_dead_letters(&self, ids: &[i64], at: i64) -> Result<(), StoreError> {
+        for chunk in ids.chunks(CHUNK_ROWS) {
+            on_pool!(self, pool, Db => {
+                let mut q = QueryBuilder::<Db>::new("UPDATE events SET dead_letter_at = ");
+                q.push_bind(at).push(" WHERE id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build().persistent(false).execute(pool).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Which of these [`payload_digest`]s belong to a payload rejected before. Rejected rows
+    /// without a digest get theirs first: the rows of batches since the last look (the batch's
+    /// own statement does not write it) and rows older than migration 0015. So a redelivery
+    /// is recognised however the daemon that stored the first copy stopped.
+    pub async fn rejected_digests(
+        &self,
+        digests: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
+        self.digest_rejected().await?;
+        let mut found = HashSet::new();
+        for chunk in digests.chunks(CHUNK_ROWS) {
+            let rows: Vec<String> = on_pool!(self, pool, Db => {
+                let mut q = QueryBuilder::<Db>::new(
+                    "SELECT payload_digest FROM events WHERE status = 'rejected' AND payload_digest IN (",
+                );
+                let mut list = q.separated(", ");
+                for digest in chunk {
+                    list.push_bind(digest.clone());
+                }
+                q.push(")");
+                q.build_query_scalar().persistent(false).fetch_all(pool).await?
+            });
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// Gives every rejected row without a digest its digest, a hundred rows at a time.
+    async fn digest_rejected(&self) -> Result<(), StoreError> {
+        let select = "SELECT id, topic, reason, payload FROM events \
+                      WHERE status = 'rejected' AND payload_digest IS NULL ORDER BY id LIMIT 100";
+        let update = "UPDATE events SET payload_digest = $1 WHERE id = $2";
+        loop {
+            let rows: Vec<(i64, String, Option<String>, Vec<u8>)> = on_pool!(self, pool, _Db =>
+                sqlx::query_as(select).fetch_all(pool).await?);
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for (id, topic, reason, payload) in rows {
+                let digest = payload_digest(&topic, reason.as_deref().unwrap_or(""), &payload);
+                on_pool!(self, pool, _Db => {
+                    sqlx::query(update).bind(digest).bind(id).execute(pool).await?;
+                });
+            }
+        }
     }
 }

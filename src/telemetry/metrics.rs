@@ -1,6 +1,8 @@
 //! The process's own measurements for `/metrics`: histograms of what only this process sees
-//! (send latency, solve time, outbox writes). Counts that the database already holds (events, notices, queue
-//! depth) are read from it at scrape time instead, so they agree across daemons and restarts.
+//! (send latency, solve time, outbox writes). Counts that the database already holds come from
+//! it instead, so that a restart does not reset them: events are counted at scrape time, notices
+//! (millions during a storm) are kept fault by fault by the status publisher
+//! (`status::NoticeTotals`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
