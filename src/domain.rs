@@ -30,7 +30,7 @@ macro_rules! id_type {
                 if raw.is_empty() || raw.chars().count() > 128 {
                     return Err(err(concat!($what, " must be 1 to 128 characters")));
                 }
-                if raw.chars().any(char::is_control) {
+                if raw.chars().any(breaks_text) {
                     return Err(err(concat!($what, " must not contain control characters")));
                 }
                 Ok(Self(raw.to_owned()))
@@ -66,6 +66,150 @@ id_type!(/// A fault event id, unique per event: the idempotency key of ingest.
     EventId, "event_id");
 id_type!(/// A staff member id.
     StaffId, "staff_id");
+id_type!(/// The region level of an event's topic (`?region=` of events posted over HTTP).
+    Region, "region");
+
+/// How many characters of an outside value a reason or a log line quotes.
+pub const QUOTE_CHARS: usize = 200;
+
+/// Characters that must never reach a text log or a reason unescaped: control characters (CR,
+/// LF and NUL among them) and the Unicode line and paragraph separators, each of which can end
+/// a line and make the rest of a value read as a line of its own.
+pub fn breaks_text(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// `value` as a reason or a log line may quote it: characters that break text escaped (`\n`,
+/// `\u{0}`), and cut after [`QUOTE_CHARS`] characters, so that a megabyte value costs the
+/// database, the dead letter and every reader of the reason a line rather than a megabyte.
+pub fn excerpt(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(QUOTE_CHARS * 2));
+    let mut chars = value.chars();
+    for c in chars.by_ref().take(QUOTE_CHARS) {
+        if breaks_text(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    let rest = chars.count();
+    if rest > 0 {
+        out.push_str(&format!("…(+{rest} characters)"));
+    }
+    out
+}
+
+/// Refuses a free-text value that is empty, longer than `max` characters or holds a character
+/// that breaks text; `what` names the field in the error.
+fn plain_text(raw: &str, what: &str, max: usize) -> Result<String, DomainError> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.chars().count() > max {
+        return Err(err(format!("{what} must be 1 to {max} characters")));
+    }
+    if raw.chars().any(breaks_text) {
+        return Err(err(format!(
+            "{what} must not contain control characters (line breaks, NUL, …)"
+        )));
+    }
+    Ok(raw.to_owned())
+}
+
+/// A person's or a customer's name as it appears in notices: one line of at most
+/// [`Name::MAX_CHARS`] characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(String);
+
+impl Name {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        plain_text(raw, "name", Self::MAX_CHARS).map(Self)
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        n.0
+    }
+}
+
+/// A grid device a customer hangs on (`feeder`, `service_point`): the same bound as an event's
+/// `devices` entries, so every device an import accepts can be named in an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device(String);
+
+impl Device {
+    pub const MAX_CHARS: usize = 256;
+
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        plain_text(raw, "device", Self::MAX_CHARS).map(Self)
+    }
+}
+
+impl From<Device> for String {
+    fn from(d: Device) -> String {
+        d.0
+    }
+}
+
+/// An app's push registration token (FCM, APNs or the utility's own): visible ASCII, at most
+/// [`PushToken::MAX_CHARS`]. It addresses one device, so `Debug` masks it like a contact.
+/// Stored as its text (`sqlx` transparent).
+#[derive(Clone, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct PushToken(String);
+
+impl PushToken {
+    /// FCM tokens are about 160 characters; this leaves room for other providers' formats.
+    pub const MAX_CHARS: usize = 4096;
+
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let raw = raw.trim();
+        let visible = raw.bytes().all(|b| b.is_ascii_graphic());
+        if raw.is_empty() || raw.len() > Self::MAX_CHARS || !visible {
+            return Err(err(format!(
+                "push token must be 1 to {} visible ASCII characters (no spaces)",
+                Self::MAX_CHARS
+            )));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PushToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PushToken({})", mask_middle(&self.0, 4, 4))
+    }
+}
+
+/// A provider's id of an inbound message (Twilio's `MessageSid`, `SM` and 32 hex digits): the
+/// key that recognises a webhook delivered twice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageSid(String);
+
+impl MessageSid {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let ok = (1..=64).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(err(
+                "MessageSid must be 1 to 64 letters, digits, `-` or `_`",
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// A WGS84 position, longitude first as in GeoJSON.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -213,7 +357,10 @@ impl FromStr for Channel {
             "push" => Ok(Self::Push),
             "sms" => Ok(Self::Sms),
             "email" => Ok(Self::Email),
-            other => Err(err(format!("unknown channel `{other}` (push, sms, email)"))),
+            other => Err(err(format!(
+                "unknown channel `{}` (push, sms, email)",
+                excerpt(other)
+            ))),
         }
     }
 }
@@ -250,7 +397,8 @@ impl FromStr for CriticalKind {
             "care_home" => Ok(Self::CareHome),
             "water_pumping" => Ok(Self::WaterPumping),
             other => Err(err(format!(
-                "unknown critical kind `{other}` (life_support, hospital, care_home, water_pumping)"
+                "unknown critical kind `{}` (life_support, hospital, care_home, water_pumping)",
+                excerpt(other)
             ))),
         }
     }
@@ -283,7 +431,10 @@ impl Language {
                 .next()
                 .is_some_and(|p| p.bytes().all(|b| b.is_ascii_alphabetic()));
         if !ok {
-            return Err(err(format!("`{raw}` is not a BCP 47 language tag")));
+            return Err(err(format!(
+                "`{}` is not a BCP 47 language tag",
+                excerpt(raw)
+            )));
         }
         Ok(Self(tag))
     }
@@ -302,7 +453,7 @@ pub struct QuietHours {
 impl FromStr for QuietHours {
     type Err = DomainError;
     fn from_str(s: &str) -> Result<Self, DomainError> {
-        let bad = || err(format!("quiet hours `{s}` must be HH:MM-HH:MM"));
+        let bad = || err(format!("quiet hours `{}` must be HH:MM-HH:MM", excerpt(s)));
         let (a, b) = s.trim().split_once('-').ok_or_else(bad)?;
         let start = NaiveTime::parse_from_str(a.trim(), "%H:%M").map_err(|_| bad())?;
         let end = NaiveTime::parse_from_str(b.trim(), "%H:%M").map_err(|_| bad())?;
@@ -343,7 +494,7 @@ impl FromStr for Skill {
             "call_center" => Self::CallCenter,
             "safety_officer" => Self::SafetyOfficer,
             "damage_assessor" => Self::DamageAssessor,
-            other => return Err(err(format!("unknown skill `{other}`"))),
+            other => return Err(err(format!("unknown skill `{}`", excerpt(other)))),
         })
     }
 }
@@ -411,7 +562,8 @@ impl FromStr for StaffStatus {
             "on_call" => Ok(Self::OnCall),
             "off_duty" => Ok(Self::OffDuty),
             other => Err(err(format!(
-                "unknown status `{other}` (on_shift, on_call, off_duty)"
+                "unknown status `{}` (on_shift, on_call, off_duty)",
+                excerpt(other)
             ))),
         }
     }
@@ -471,5 +623,42 @@ mod tests {
         assert!(FaultId::parse(&"x".repeat(129)).is_err());
         assert_eq!(Language::parse("en_GB").unwrap().as_str(), "en-gb");
         assert!(Language::parse("e").is_err());
+        for bad in ["north\r\nINFO forged", "a\0b", "a\u{2028}b"] {
+            assert!(Region::parse(bad).is_err(), "{bad:?}");
+            assert!(FaultId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn excerpts_escape_and_cut() {
+        assert_eq!(excerpt("a\r\nb\0"), "a\\r\\nb\\u{0}");
+        let long = "x".repeat(1_000_000);
+        let cut = excerpt(&long);
+        assert!(cut.starts_with(&"x".repeat(QUOTE_CHARS)), "{cut}");
+        assert!(cut.ends_with("…(+999800 characters)"), "{cut}");
+        let message = Language::parse(&long).unwrap_err().to_string();
+        assert!(message.len() < 300, "{} bytes", message.len());
+    }
+
+    #[test]
+    fn names_tokens_and_message_sids_are_bounded() {
+        assert_eq!(Name::parse(" R. Krause ").unwrap().as_str(), "R. Krause");
+        let long_name = "n".repeat(Name::MAX_CHARS + 1);
+        for bad in ["", "A\r\nB", "A\0", long_name.as_str()] {
+            assert!(Name::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Device::parse(&"d".repeat(Device::MAX_CHARS)).is_ok());
+        assert!(Device::parse(&"d".repeat(Device::MAX_CHARS + 1)).is_err());
+        let token = PushToken::parse("fcm:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx").unwrap();
+        assert!(!format!("{token:?}").contains("APA91bHun4"), "{token:?}");
+        let long_token = "t".repeat(PushToken::MAX_CHARS + 1);
+        for bad in ["tok en", "tok\nen", "töken", long_token.as_str()] {
+            assert!(PushToken::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(MessageSid::parse("SM0123456789abcdef0123456789abcdef").is_ok());
+        let long_sid = "S".repeat(65);
+        for bad in ["", "SM 1", "SM\r\n1", long_sid.as_str()] {
+            assert!(MessageSid::parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

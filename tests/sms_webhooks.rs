@@ -56,6 +56,8 @@ fn sign(url: &str, params: &[(&str, &str)]) -> String {
 struct Webhooks {
     base: String,
     http: reqwest::Client,
+    /// Numbers each reply's `MessageSid`, as Twilio gives every message its own.
+    sent: std::sync::atomic::AtomicU32,
 }
 
 impl Webhooks {
@@ -76,10 +78,17 @@ impl Webhooks {
     }
 
     async fn reply(&self, from: &str, body: &str) -> String {
+        let n = self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sid = format!("SM{n:032x}");
         let (status, text) = self
             .post(
                 "inbound",
-                &[("From", from), ("Body", body), ("To", "+4915000000000")],
+                &[
+                    ("From", from),
+                    ("Body", body),
+                    ("To", "+4915000000000"),
+                    ("MessageSid", &sid),
+                ],
                 Some("good"),
             )
             .await;
@@ -112,6 +121,7 @@ async fn receipts_and_replies(backend: Backend) {
     let hooks = Webhooks {
         base: format!("http://{}", running.api_addr),
         http: reqwest::Client::new(),
+        sent: Default::default(),
     };
     let event = br#"{"v":1,"event_id":"w1","fault_id":"W-1","kind":"detected","occurred_at":"2026-11-23T14:00:00Z","cause":"storm","etr":"2026-11-23T20:00:00Z","devices":["TS-1"]}"#;
     let topic = format!("{prefix}/faultline/v1/events/test/W-1");
@@ -331,6 +341,7 @@ async fn staff_answer_their_dispatch_by_sms(backend: Backend) {
     let hooks = Webhooks {
         base: format!("http://{}", running.api_addr),
         http: reqwest::Client::new(),
+        sent: Default::default(),
     };
     // A major fault: lineworker ≥ 2, lineworker, damage assessor.
     let event = br#"{"v":1,"event_id":"d1","fault_id":"W-1","kind":"detected","occurred_at":"2026-11-23T14:00:00Z","cause":"storm","devices":["TS-1"]}"#;
@@ -411,4 +422,69 @@ async fn staff_answer_their_dispatch_by_sms(backend: Backend) {
     running.shutdown().await;
 }
 
-both_backends!(receipts_and_replies, staff_answer_their_dispatch_by_sms);
+/// A signed inbound SMS delivered twice (Twilio's retry, or a replay by whoever captured the
+/// request) is acted on once: the daemon remembers its MessageSid.
+async fn a_repeated_inbound_sms_is_acted_on_once(backend: Backend) {
+    let (prefix, url, _dir, store) = database_with(backend, CUSTOMERS).await;
+    let mut settings = test_settings(&prefix, &url);
+    settings.channels.sms.auth_token = Secret::new(TOKEN);
+    let mut running = App::build(settings.clone(), Clock::System)
+        .await
+        .unwrap()
+        .start()
+        .unwrap();
+    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+    let hooks = Webhooks {
+        base: format!("http://{}", running.api_addr),
+        http: reqwest::Client::new(),
+        sent: Default::default(),
+    };
+    let event = br#"{"v":1,"event_id":"r1","fault_id":"W-1","kind":"detected","occurred_at":"2026-11-23T14:00:00Z","cause":"storm","devices":["TS-1"]}"#;
+    let topic = format!("{prefix}/faultline/v1/events/test/W-1");
+    faultline::ingest::publish::publish_all(&settings.mqtt, vec![(topic, event.to_vec())])
+        .await
+        .unwrap();
+    wait_events(&store, 1).await;
+    let reports = || {
+        let store = store.clone();
+        async move { store.report_counts(&["W-1".to_owned()]).await.unwrap() }
+    };
+
+    let out = [
+        ("From", "+4915100000011"),
+        ("Body", "OUT"),
+        ("To", "+4915000000000"),
+        ("MessageSid", "SM00000000000000000000000000000001"),
+    ];
+    let (status, first) = hooks.post("inbound", &out, Some("good")).await;
+    assert_eq!(status, 200, "{first}");
+    assert!(first.contains("<Message>"), "{first}");
+    let (status, again) = hooks.post("inbound", &out, Some("good")).await;
+    assert_eq!(status, 200, "{again}");
+    assert!(
+        again.contains("<Response></Response>"),
+        "the repeat is not answered again: {again}"
+    );
+    assert_eq!(reports().await, vec![("W-1".to_owned(), 1)], "counted once");
+
+    // The same words in a new message are a new report.
+    let mut next = out;
+    next[3].1 = "SM00000000000000000000000000000002";
+    let (status, second) = hooks.post("inbound", &next, Some("good")).await;
+    assert_eq!(status, 200, "{second}");
+    assert!(second.contains("<Message>"), "{second}");
+    assert_eq!(reports().await, vec![("W-1".to_owned(), 2)]);
+
+    // Without a MessageSid a message cannot be told from its repeat: refused, not counted.
+    let (status, why) = hooks.post("inbound", &out[..3], Some("good")).await;
+    assert_eq!(status, 400, "{why}");
+    assert!(why.contains("MessageSid"), "{why}");
+    assert_eq!(reports().await, vec![("W-1".to_owned(), 2)]);
+    running.shutdown().await;
+}
+
+both_backends!(
+    receipts_and_replies,
+    staff_answer_their_dispatch_by_sms,
+    a_repeated_inbound_sms_is_acted_on_once
+);

@@ -15,11 +15,17 @@ use tokio::sync::oneshot;
 use super::auth::{Operator, Viewer};
 use super::error::QueryArgs;
 use super::{ApiError, ApiState};
-use crate::ingest::mqtt::{events_topic_base, topic_level, Inbound};
+use crate::domain::Region;
+use crate::ingest::mqtt::Inbound;
+use crate::ingest::publish::event_topic;
 use crate::store::EventStatus;
 
 /// How long a poster waits for the commit before being told to look in the event log.
 const COMMIT_WAIT: Duration = Duration::from_secs(30);
+
+/// The most of a stored reason or id a listing shows. They are written short (every quoted
+/// value cut at `domain::QUOTE_CHARS`); rows stored before that could hold a megabyte each.
+const MAX_REASON_CHARS: usize = 4000;
 
 #[derive(Debug, Deserialize)]
 pub struct PostArgs {
@@ -35,16 +41,11 @@ pub async fn post(
     QueryArgs(args): QueryArgs<PostArgs>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let region = args.region.unwrap_or_else(|| "http".into());
-    let fault = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["fault_id"].as_str().map(topic_level))
-        .unwrap_or_else(|| "unknown".into());
-    let topic = format!(
-        "{}/{}/{fault}",
-        events_topic_base(&state.events_filter),
-        topic_level(&region)
-    );
+    // Refused rather than cleaned: the region names the topic, which the event log, the
+    // dead letter and log lines carry.
+    let region = Region::parse(args.region.as_deref().unwrap_or("http"))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let topic = event_topic(&state.events_filter, region.as_str(), &body);
     let (reply, verdict) = oneshot::channel();
     state
         .events
@@ -99,10 +100,20 @@ pub async fn rejected(
             let text = String::from_utf8_lossy(&e.payload);
             let payload: String = text.chars().take(2000).collect();
             json!({
-                "id": e.id, "event_id": e.event_id, "fault_id": e.fault_id, "topic": e.topic,
-                "received_at": e.received_at, "reason": e.reason, "payload": payload,
+                "id": e.id, "event_id": e.event_id.as_deref().map(clip),
+                "fault_id": e.fault_id.as_deref().map(clip), "topic": e.topic,
+                "received_at": e.received_at, "reason": e.reason.as_deref().map(clip),
+                "payload": payload,
             })
         })
         .collect();
     Ok(Json(json!({ "events": events })))
+}
+
+/// A stored text as a listing shows it: at most [`MAX_REASON_CHARS`] characters.
+fn clip(reason: &str) -> String {
+    match reason.char_indices().nth(MAX_REASON_CHARS) {
+        Some((cut, _)) => format!("{}…", &reason[..cut]),
+        None => reason.to_owned(),
+    }
 }

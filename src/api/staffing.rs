@@ -51,7 +51,7 @@ fn staff_json(s: &StaffState, assignment: Option<&AssignmentRow>, contacts: bool
 }
 
 /// `GET /api/v1/staff`: everyone, where they are and what they are assigned to. Contacts are
-/// shown to coordinators (who call crews) and operators, masked for viewers.
+/// shown to coordinators (who call crews), masked for everyone else.
 pub async fn staff(
     State(state): State<ApiState>,
     Viewer(caller): Viewer,
@@ -62,7 +62,7 @@ pub async fn staff(
         .iter()
         .filter_map(|a| Some((a.staff_id.as_ref()?, a)))
         .collect();
-    let contacts = caller.role != super::auth::Role::Viewer;
+    let contacts = caller.sees_staff_contacts();
     let people: Vec<Value> = state
         .store
         .staff_states()

@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
 use super::ApiState;
-use crate::domain::mask_middle;
+use crate::domain::{mask_middle, MessageSid};
 use crate::notify::inbound::Inbound;
 use crate::store::{millis, Receipt, ReceiptEffect};
 
@@ -67,7 +67,8 @@ fn notice_of(uri: &Uri) -> Option<i64> {
         .and_then(|id| id.parse().ok())
 }
 
-/// `POST /webhooks/sms/inbound`: STOP/START/STATUS/OUT or help, answered as TwiML.
+/// `POST /webhooks/sms/inbound`: STOP/START/STATUS/OUT or help, answered as TwiML. Each
+/// message is acted on once, by its `MessageSid`: a repeat gets an empty answer.
 pub async fn inbound(
     State(state): State<ApiState>,
     uri: Uri,
@@ -81,6 +82,16 @@ pub async fn inbound(
     let (Some(from), Some(body)) = (get("From"), get("Body")) else {
         return (StatusCode::BAD_REQUEST, "From and Body are required").into_response();
     };
+    let Some(sid) = get("MessageSid").and_then(|s| MessageSid::parse(s).ok()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "MessageSid is required (it tells a message delivered twice from a new one)",
+        )
+            .into_response();
+    };
+    if let Some(answered) = repeat_or_failure(&state, &sid).await {
+        return answered;
+    }
     let inbound = Inbound {
         store: &state.store,
         book: &state.book,
@@ -95,7 +106,39 @@ pub async fn inbound(
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot answer an inbound SMS");
+            // Twilio retries on a 5xx; the retry must not be taken for a repeat.
+            if let Err(e) = state.store.release_inbound(&sid).await {
+                tracing::error!(
+                    error = %e,
+                    sid = sid.as_str(),
+                    "cannot release an unanswered inbound SMS; its retry will be ignored"
+                );
+            }
             StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Claims the message: `None` the first time, else the answer to give at once: an empty
+/// TwiML when it was acted on before (so no second reply goes out either), 503 when the claim
+/// cannot be recorded (Twilio retries).
+async fn repeat_or_failure(state: &ApiState, sid: &MessageSid) -> Option<Response> {
+    match state
+        .store
+        .claim_inbound(sid, millis(state.clock.now()))
+        .await
+    {
+        Ok(true) => None,
+        Ok(false) => {
+            tracing::info!(
+                sid = sid.as_str(),
+                "inbound SMS seen before (a retry or a replay); not acted on again"
+            );
+            Some(twiml_silent())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record an inbound SMS");
+            Some(StatusCode::SERVICE_UNAVAILABLE.into_response())
         }
     }
 }
@@ -169,6 +212,12 @@ pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> St
         mac.update(v.as_bytes());
     }
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// TwiML that sends no reply.
+fn twiml_silent() -> Response {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
 fn twiml(text: &str) -> Response {

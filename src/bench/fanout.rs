@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::clock::Clock;
 use crate::config::{Secret, Settings};
 use crate::directory::CustomerRecord;
-use crate::domain::{Channel, Coord, CustomerId, Email, Language, Phone};
+use crate::domain::{Channel, Coord, CustomerId, Email, Language, Phone, PushToken};
 use crate::ingest::publish::event_topic;
 use crate::notify::pause::ClaimPause;
 use crate::store::NoticeIntent;
@@ -225,7 +225,8 @@ pub(super) fn customers(n: usize, seed: u64) -> Vec<CustomerRecord> {
                 },
                 phone: Phone::parse(&format!("+4915{i:09}")).ok(),
                 email: Email::parse(&format!("f{i}@example.net")).ok(),
-                push_token: Some(format!("token-{i:07}-{:016x}", rng.random::<u64>())),
+                push_token: PushToken::parse(&format!("token-{i:07}-{:016x}", rng.random::<u64>()))
+                    .ok(),
                 language: languages[i % languages.len()].clone(),
                 channels: vec![channel],
                 quiet_hours: None,

@@ -7,7 +7,44 @@ use chrono_tz::Tz;
 use serde_json::Value;
 
 use super::{CustomerRecord, StaffRecord};
-use crate::domain::{Coord, CustomerId, DomainError, Email, Language, Phone, StaffId};
+use crate::domain::{
+    breaks_text, excerpt, Channel, Coord, CustomerId, Device, DomainError, Email, Language, Name,
+    Phone, PushToken, StaffId,
+};
+
+/// The columns of each import (docs/DATA.md). Only these are read, so only these are checked:
+/// an export may carry columns of its own.
+const CUSTOMER_COLUMNS: [&str; 14] = [
+    "customer_id",
+    "name",
+    "lon",
+    "lat",
+    "phone",
+    "email",
+    "push_token",
+    "language",
+    "channels",
+    "quiet_hours",
+    "timezone",
+    "critical",
+    "feeder",
+    "service_point",
+];
+const STAFF_COLUMNS: [&str; 10] = [
+    "staff_id",
+    "name",
+    "phone",
+    "email",
+    "skills",
+    "languages",
+    "lon",
+    "lat",
+    "status",
+    "max_shift_hours",
+];
+
+/// The longest value a column may hold: a push token's, the longest legitimate one.
+const MAX_FIELD_CHARS: usize = PushToken::MAX_CHARS;
 
 /// One refused row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +198,49 @@ fn optional<T>(
 fn number(f: &Fields, key: &str) -> Result<f64, DomainError> {
     let raw = required(f, key)?;
     raw.parse()
-        .map_err(|_| DomainError(format!("`{key}` {raw:?} is not a number")))
+        .map_err(|_| DomainError(format!("`{key}` \"{}\" is not a number", excerpt(raw))))
+}
+
+/// Refuses a row whose columns hold a character that breaks text (a NUL or a line break in a
+/// name would reach notices, the console and log lines) or more than [`MAX_FIELD_CHARS`]
+/// characters, before any column is parsed and quoted in a reason.
+fn plain_columns(f: &Fields, columns: &[&str]) -> Result<(), DomainError> {
+    for key in columns {
+        let value = field(f, key);
+        if value.chars().count() > MAX_FIELD_CHARS {
+            return Err(DomainError(format!(
+                "`{key}` is longer than {MAX_FIELD_CHARS} characters"
+            )));
+        }
+        if value.chars().any(breaks_text) {
+            return Err(DomainError(format!(
+                "`{key}` contains a control character (a line break, NUL, …)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Preferred channels in order, each at most once.
+fn channels(raw: &str) -> Result<Vec<Channel>, DomainError> {
+    let channels: Vec<Channel> = list(raw, str::parse)?;
+    for (i, c) in channels.iter().enumerate() {
+        if channels[..i].contains(c) {
+            return Err(DomainError(format!(
+                "`channels` lists {} twice",
+                c.as_str()
+            )));
+        }
+    }
+    Ok(channels)
+}
+
+fn name(f: &Fields) -> Result<String, DomainError> {
+    Name::parse(required(f, "name")?).map(String::from)
+}
+
+fn device(raw: &str) -> Result<String, DomainError> {
+    Device::parse(raw).map(String::from)
 }
 
 fn location(f: &Fields) -> Result<Coord, DomainError> {
@@ -179,42 +258,46 @@ fn list<T>(
 }
 
 fn customer_from(f: &Fields) -> Result<CustomerRecord, DomainError> {
+    plain_columns(f, &CUSTOMER_COLUMNS)?;
     let timezone = match field(f, "timezone") {
         "" => Tz::UTC,
-        tz => tz
-            .parse::<Tz>()
-            .map_err(|_| DomainError(format!("`timezone` {tz:?} is not an IANA time zone")))?,
+        tz => tz.parse::<Tz>().map_err(|_| {
+            DomainError(format!(
+                "`timezone` \"{}\" is not an IANA time zone",
+                excerpt(tz)
+            ))
+        })?,
     };
     let language = match field(f, "language") {
         "" => Language::parse("en")?,
         raw => Language::parse(raw)?,
     };
-    let text = |key| optional(f, key, |v| Ok(v.to_owned()));
     Ok(CustomerRecord {
         id: CustomerId::parse(required(f, "customer_id")?)?,
-        name: required(f, "name")?.to_owned(),
+        name: name(f)?,
         location: location(f)?,
         phone: optional(f, "phone", Phone::parse)?,
         email: optional(f, "email", Email::parse)?,
-        push_token: text("push_token")?,
+        push_token: optional(f, "push_token", PushToken::parse)?,
         language,
-        channels: list(field(f, "channels"), str::parse)?,
+        channels: channels(field(f, "channels"))?,
         quiet_hours: optional(f, "quiet_hours", str::parse)?,
         timezone,
         critical: optional(f, "critical", str::parse)?,
-        feeder: text("feeder")?,
-        service_point: text("service_point")?,
+        feeder: optional(f, "feeder", device)?,
+        service_point: optional(f, "service_point", device)?,
     })
 }
 
 fn staff_from(f: &Fields) -> Result<StaffRecord, DomainError> {
+    plain_columns(f, &STAFF_COLUMNS)?;
     let skills = list(required(f, "skills")?, |s| {
         let (skill, level) = s
             .split_once(':')
-            .ok_or_else(|| DomainError(format!("skill `{s}` must be skill:level")))?;
-        let level: u8 = level
-            .parse()
-            .map_err(|_| DomainError(format!("skill level `{level}` is not a number")))?;
+            .ok_or_else(|| DomainError(format!("skill `{}` must be skill:level", excerpt(s))))?;
+        let level: u8 = level.parse().map_err(|_| {
+            DomainError(format!("skill level `{}` is not a number", excerpt(level)))
+        })?;
         Ok((skill.parse()?, crate::domain::SkillLevel::new(level)?))
     })?;
     let max_shift_hours = number(f, "max_shift_hours")?;
@@ -225,7 +308,7 @@ fn staff_from(f: &Fields) -> Result<StaffRecord, DomainError> {
     }
     Ok(StaffRecord {
         id: StaffId::parse(required(f, "staff_id")?)?,
-        name: required(f, "name")?.to_owned(),
+        name: name(f)?,
         phone: optional(f, "phone", Phone::parse)?,
         email: optional(f, "email", Email::parse)?,
         skills,
@@ -266,6 +349,51 @@ mod tests {
         assert!(report.errors[2].reason.contains("fax"));
         assert!(report.errors[3].reason.contains("time zone"));
         assert!(report.errors[4].reason.contains("fields"));
+    }
+
+    #[test]
+    fn control_characters_and_oversized_fields_are_refused() {
+        let big = "x".repeat(MAX_FIELD_CHARS + 1);
+        let token = "dXyZ:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx";
+        let text = format!(
+            "{HEADER}C1,\"A.\r\nINFO forged\",11.8,53.4,,,,de,,,,,,\n\
+             C2,B\0,11.8,53.4,,,,de,,,,,,\n\
+             C3,{big},11.8,53.4,,,,de,,,,,,\n\
+             C4,D,11.8,53.4,,,not a token,de,push,,,,,\n\
+             C5,E,11.8,53.4,,,,de,,,,,{},\n\
+             C6,F,11.8,53.4,,,,de,sms|sms,,,,,\n\
+             C7,G,11.8,53.4,,,{token},de,push,,,,LV1,LV1 Bus 1\n",
+            "f".repeat(257)
+        );
+        let report = parse_customers(&text).unwrap();
+        assert_eq!(report.rows.len(), 1, "{:?}", report.errors);
+        assert_eq!(
+            report.rows[0].push_token.as_ref().map(PushToken::as_str),
+            Some(token)
+        );
+        let reasons: Vec<&str> = report.errors.iter().map(|e| e.reason.as_str()).collect();
+        assert!(
+            reasons[0].contains("`name` contains a control character"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[1].contains("`name` contains a control character"),
+            "{reasons:?}"
+        );
+        assert!(reasons[2].contains("longer than 4096"), "{reasons:?}");
+        assert!(reasons[3].contains("push token"), "{reasons:?}");
+        assert!(
+            reasons[4].contains("device must be 1 to 256"),
+            "{reasons:?}"
+        );
+        assert!(reasons[5].contains("sms twice"), "{reasons:?}");
+        assert!(
+            reasons.iter().all(|r| r.len() < 300),
+            "reasons quote no whole value: {reasons:?}"
+        );
+        let long_name = format!("{HEADER}C8,{},11.8,53.4,,,,de,,,,,,\n", "n".repeat(201));
+        let report = parse_customers(&long_name).unwrap();
+        assert!(report.errors[0].reason.contains("name must be 1 to 200"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 pub use import::{parse_customers, parse_staff, ImportReport, RowError};
 
 use crate::domain::{
-    Channel, Coord, CriticalKind, CustomerId, Email, Language, Phone, QuietHours, Skill,
+    Channel, Coord, CriticalKind, CustomerId, Email, Language, Phone, PushToken, QuietHours, Skill,
     SkillLevel, StaffId, StaffStatus,
 };
 use crate::mapping::MappedCustomer;
@@ -21,7 +21,7 @@ pub struct CustomerRecord {
     pub location: Coord,
     pub phone: Option<Phone>,
     pub email: Option<Email>,
-    pub push_token: Option<String>,
+    pub push_token: Option<PushToken>,
     pub language: Language,
     /// Preferred channels in order; empty means opted out of outage notices.
     pub channels: Vec<Channel>,

@@ -80,7 +80,7 @@ pub fn parse_area(
             }
             Ok(AreaShape::Polygons(polygons))
         }
-        other => Err(AreaError::UnsupportedType(other.to_owned())),
+        other => Err(AreaError::UnsupportedType(crate::domain::excerpt(other))),
     }
 }
 

@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{on_pool, Store, StoreError};
+use crate::domain::MessageSid;
 
 /// A customer reached by an inbound message.
 #[derive(Debug, Clone)]
@@ -89,6 +90,24 @@ impl Store {
         };
         let n = on_pool!(self, pool, _Db => sqlx::query(sql).bind(phone).execute(pool).await?.rows_affected());
         Ok(n)
+    }
+
+    /// Claims an inbound message by its provider's sid before it is acted on: `false` when it
+    /// was claimed before (a retried or replayed webhook). The primary key decides, so two
+    /// deliveries of one message at the same moment cannot both win, on either backend.
+    pub async fn claim_inbound(&self, sid: &MessageSid, at: i64) -> Result<bool, StoreError> {
+        let sql = "INSERT INTO inbound_messages (message_sid, received_at) VALUES ($1, $2) \
+                   ON CONFLICT (message_sid) DO NOTHING";
+        let n = on_pool!(self, pool, _Db => sqlx::query(sql).bind(sid.as_str()).bind(at).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Gives back the claim of a message that could not be answered, so that the provider's
+    /// retry is answered rather than taken for a replay.
+    pub async fn release_inbound(&self, sid: &MessageSid) -> Result<(), StoreError> {
+        let sql = "DELETE FROM inbound_messages WHERE message_sid = $1";
+        on_pool!(self, pool, _Db => sqlx::query(sql).bind(sid.as_str()).execute(pool).await?.rows_affected());
+        Ok(())
     }
 
     /// Records a customer's own outage report.
