@@ -1,4 +1,5 @@
-//! The command line: `run`, `demo`, `import`, `publish`, `migrate`, `config`, `bench`.
+//! The command line: `run`, `demo`, `import`, `publish`, `migrate`, `config`, `customer`,
+//! `bench`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use crate::app::{shutdown_signal, App};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::directory::{parse_customers, parse_staff, ImportReport};
+use crate::domain::CustomerId;
 use crate::ingest::publish::{event_topic, publish_all};
 use crate::store::Store;
 
@@ -63,6 +65,11 @@ pub enum Command {
     },
     /// Print a customer's self-service token (for `/status?customer_id=…&token=…`).
     Token { customer_id: String },
+    /// Customers: erase (GDPR Art. 17, or a customer who left; docs/DATA.md, "Erasure").
+    Customer {
+        #[command(subcommand)]
+        what: CustomerCommand,
+    },
     /// Measure performance (see docs/PERFORMANCE.md).
     Bench {
         #[command(subcommand)]
@@ -85,6 +92,16 @@ pub enum ApiKeyCommand {
     List,
     /// Revoke a key by its id (the part after `fl_`).
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Erase customers by id: their contacts, name, place, preferences, push token and notice
+    /// texts at once; their history stays, cut from them by a running daemon within minutes.
+    Erase {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
         }
         Command::Apikey { what } => api_keys(&open_store(&settings).await?, what).await?,
+        Command::Customer { what } => return customers(&open_store(&settings).await?, what).await,
         Command::Token { customer_id } => {
             let store = open_store(&settings).await?;
             let key = crate::api::selfservice::TokenKey::load(&store).await?;
@@ -195,6 +213,36 @@ fn print_errors<T>(file: &Path, report: &ImportReport<T>) -> usize {
         eprintln!("{}:{}: {}", file.display(), e.line, e.reason);
     }
     report.errors.len()
+}
+
+/// `customer erase`: one line per id; exit code 3 when some id named no customer (the others
+/// are erased all the same).
+async fn customers(store: &Store, what: CustomerCommand) -> anyhow::Result<ExitCode> {
+    let CustomerCommand::Erase { ids } = what;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut unknown = 0;
+    for raw in &ids {
+        let erasure = match CustomerId::parse(raw) {
+            Ok(id) => store.erase_customer(&id, now).await?,
+            Err(_) => None,
+        };
+        match erasure {
+            None => {
+                unknown += 1;
+                eprintln!("{raw}: no such customer");
+            }
+            Some(e) if e.notices_in_flight == 0 => println!("{raw}: erased"),
+            Some(e) => println!(
+                "{raw}: erased; {} notice(s) in flight, their text is erased once they settle",
+                e.notices_in_flight
+            ),
+        }
+    }
+    Ok(if unknown > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn api_keys(store: &Store, what: ApiKeyCommand) -> anyhow::Result<()> {

@@ -1,15 +1,16 @@
 //! Customers through the API: CSV import, one customer, preferences (also used by the
-//! self-service route), and the API's own audit log.
+//! self-service route), erasure, and the API's own audit log.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{Operator, Viewer};
+use super::auth::{Eraser, Operator, Viewer};
 use super::error::{JsonBody, QueryArgs};
 use super::{ApiError, ApiState};
-use crate::domain::{Channel, Email, Language, Phone, QuietHours};
+use crate::domain::{Channel, CustomerId, Email, Language, Phone, QuietHours};
 use crate::store::CustomerView;
 
 /// A phone number as the caller may see it: whole, or masked as in the logs.
@@ -92,12 +93,17 @@ pub(super) async fn store_preferences(
 ) -> Result<Value, ApiError> {
     let (channels, language, quiet) = parse_preferences(p)?;
     let now = crate::store::millis(state.clock.now());
+    let unknown = || ApiError::NotFound(format!("no customer {customer_id}"));
+    // An erased customer's tombstone takes no preferences: it stands for no one.
+    if state.store.is_erased(customer_id).await? {
+        return Err(unknown());
+    }
     if !state
         .store
         .set_preferences(customer_id, &channels, &language, quiet.as_deref(), now)
         .await?
     {
-        return Err(ApiError::NotFound(format!("no customer {customer_id}")));
+        return Err(unknown());
     }
     Ok(json!({
         "customer_id": customer_id, "channels": split_channels(&channels),
@@ -122,11 +128,11 @@ pub async fn one(
     Viewer(caller): Viewer,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let customer = state
-        .store
-        .customer(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no customer {id}")))?;
+    let unknown = || ApiError::NotFound(format!("no customer {id}"));
+    let customer = state.store.customer(&id).await?.ok_or_else(unknown)?;
+    if state.store.is_erased(&id).await? {
+        return Err(unknown());
+    }
     let mut body = masked(customer, caller.sees_contacts());
     let faults: Vec<String> = {
         let book = state.book.read();
@@ -144,6 +150,36 @@ pub async fn one(
     body["out"] = json!(!faults.is_empty());
     body["faults"] = json!(faults);
     Ok(Json(body))
+}
+
+/// `DELETE /api/v1/customers/{id}`: erases the customer (docs/DATA.md, "Erasure"). 200 once
+/// their personal data is gone; 202 while a notice of theirs is in flight, whose text goes
+/// when it settles. The history stays, cut from the id by the next sweep after a grace.
+pub async fn erase(
+    State(state): State<ApiState>,
+    Eraser(_): Eraser,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let unknown = || ApiError::NotFound(format!("no customer {id}"));
+    let customer = CustomerId::parse(&id).map_err(|_| unknown())?;
+    let now = crate::store::millis(state.clock.now());
+    let erasure = state
+        .store
+        .erase_customer(&customer, now)
+        .await?
+        .ok_or_else(unknown)?;
+    let in_flight = erasure.notices_in_flight;
+    // No id in the log: logs are kept longer than an erasure takes.
+    tracing::info!(notices_in_flight = in_flight, "customer erased");
+    let (status, word) = if in_flight == 0 {
+        (StatusCode::OK, "erased")
+    } else {
+        (StatusCode::ACCEPTED, "erasing")
+    };
+    Ok((
+        status,
+        Json(json!({ "status": word, "notices_in_flight": in_flight })),
+    ))
 }
 
 /// `POST /api/v1/customers/import`: a CSV (or GeoJSON) body in the columns of docs/DATA.md,

@@ -274,8 +274,9 @@ pub async fn density(
     let n = args.cells.unwrap_or(64).clamp(4, 256);
     let book = state.book.read();
     let index = book.index();
+    // Erased customers keep their index but have no place (docs/DATA.md, "Erasure").
     let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
-    for i in 0..index.len() as u32 {
+    for i in index.placed() {
         let at = index.get(i).at;
         (x0, y0, x1, y1) = (
             x0.min(at.lon),
@@ -284,14 +285,14 @@ pub async fn density(
             y1.max(at.lat),
         );
     }
-    if index.is_empty() {
+    if index.placed().next().is_none() {
         return Json(json!({ "bbox": null, "cols": 0, "rows": 0, "cells": [] }));
     }
     let side = ((x1 - x0).max(y1 - y0) / n as f64).max(1e-6);
     let cols = ((x1 - x0) / side).floor() as usize + 1;
     let rows = ((y1 - y0) / side).floor() as usize + 1;
     let mut grid: HashMap<(usize, usize), (u32, u32)> = HashMap::new();
-    for i in 0..index.len() as u32 {
+    for i in index.placed() {
         let at = index.get(i).at;
         let cell = (
             ((at.lon - x0) / side) as usize,

@@ -27,6 +27,37 @@ pub struct MappedCustomer {
     pub critical: bool,
 }
 
+/// Where an unplaced customer is: no position at all. `Coord::new` refuses NaN, so no
+/// customer read from the directory is here, and the index never puts it in the R-tree.
+const NOWHERE: Coord = Coord {
+    lon: f64::NAN,
+    lat: f64::NAN,
+};
+
+impl MappedCustomer {
+    /// An erased customer (docs/DATA.md, "Erasure"): kept under their index, which must stay
+    /// stable for the process, but in no area, on no device and on no map.
+    pub fn unplaced(id: CustomerId) -> Self {
+        Self {
+            id,
+            at: NOWHERE,
+            feeder: None,
+            service_point: None,
+            critical: false,
+        }
+    }
+
+    /// False for an [`unplaced`](Self::unplaced) customer.
+    pub fn is_placed(&self) -> bool {
+        self.at.lon.is_finite() && self.at.lat.is_finite()
+    }
+
+    /// Equal for the index: two unplaced entries of one id are, though NaN equals nothing.
+    fn same_as(&self, other: &Self) -> bool {
+        self == other || (self.id == other.id && !self.is_placed() && !other.is_placed())
+    }
+}
+
 type Entry = GeomWithData<[f64; 2], CustomerIdx>;
 
 /// All customers, spatially indexed and by grid device.
@@ -61,6 +92,7 @@ impl CustomerIndex {
             .customers
             .iter()
             .enumerate()
+            .filter(|(_, c)| c.is_placed())
             .map(|(idx, c)| Entry::new([c.at.lon, c.at.lat], idx as CustomerIdx))
             .collect();
         index.tree = RTree::bulk_load(entries);
@@ -85,6 +117,15 @@ impl CustomerIndex {
         &self.customers[idx as usize]
     }
 
+    /// The customers who have a place: all but the unplaced (erased) ones, by index.
+    pub fn placed(&self) -> impl Iterator<Item = CustomerIdx> + '_ {
+        self.customers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_placed())
+            .map(|(idx, _)| idx as CustomerIdx)
+    }
+
     pub fn idx_of(&self, id: &CustomerId) -> Option<CustomerIdx> {
         self.by_id.get(id).copied()
     }
@@ -92,26 +133,34 @@ impl CustomerIndex {
     /// Adds or replaces a customer. Returns its index, or `None` when nothing changed.
     pub fn upsert(&mut self, customer: MappedCustomer) -> Option<CustomerIdx> {
         match self.by_id.get(&customer.id).copied() {
-            Some(idx) if self.customers[idx as usize] == customer => None,
+            Some(idx) if self.customers[idx as usize].same_as(&customer) => None,
             Some(idx) => {
                 let old = self.customers[idx as usize].clone();
-                self.tree.remove(&Entry::new([old.at.lon, old.at.lat], idx));
+                if old.is_placed() {
+                    self.tree.remove(&Entry::new([old.at.lon, old.at.lat], idx));
+                }
                 self.unlink_devices(idx, &old);
-                self.tree
-                    .insert(Entry::new([customer.at.lon, customer.at.lat], idx));
+                self.place(idx, &customer);
                 self.customers[idx as usize] = customer;
                 self.link_devices(idx);
                 Some(idx)
             }
             None => {
                 let idx = self.customers.len() as CustomerIdx;
-                self.tree
-                    .insert(Entry::new([customer.at.lon, customer.at.lat], idx));
+                self.place(idx, &customer);
                 self.by_id.insert(customer.id.clone(), idx);
                 self.customers.push(customer);
                 self.link_devices(idx);
                 Some(idx)
             }
+        }
+    }
+
+    /// Puts a customer's position in the R-tree, unless they are unplaced.
+    fn place(&mut self, idx: CustomerIdx, customer: &MappedCustomer) {
+        if customer.is_placed() {
+            self.tree
+                .insert(Entry::new([customer.at.lon, customer.at.lat], idx));
         }
     }
 
@@ -185,6 +234,9 @@ impl CustomerIndex {
         devices: &[String],
     ) -> bool {
         let c = &self.customers[idx as usize];
+        if !c.is_placed() {
+            return false;
+        }
         area.is_some_and(|a| a.contains(c.at.lon, c.at.lat))
             || devices
                 .iter()
@@ -232,5 +284,38 @@ mod tests {
         assert_eq!(index.upsert(customer("d", 0.1, 0.1, "F9")), Some(3));
         assert_eq!(index.affected(Some(&square), &[]), vec![0, 1, 3]);
         assert!(index.covers(3, None, &["F9".into()]));
+    }
+
+    #[test]
+    fn unplaced_customers_keep_their_index_and_are_nowhere() {
+        let square = PreparedArea::new(&AreaShape::Polygons(vec![vec![vec![
+            [0.0, 0.0],
+            [1.0, 0.0],
+            [1.0, 1.0],
+            [0.0, 1.0],
+            [0.0, 0.0],
+        ]]]));
+        let mut index = CustomerIndex::build(vec![
+            customer("a", 0.5, 0.5, "F1"),
+            customer("b", 0.6, 0.6, "F1"),
+        ]);
+        let erased = MappedCustomer::unplaced(CustomerId::parse("a").unwrap());
+        assert!(!erased.is_placed() && customer("a", 0.5, 0.5, "F1").is_placed());
+        assert_eq!(index.upsert(erased.clone()), Some(0));
+        assert_eq!(
+            index.upsert(erased.clone()),
+            None,
+            "unplaced twice is no change"
+        );
+        assert_eq!(index.affected(Some(&square), &["F1".into()]), vec![1]);
+        assert!(!index.covers(0, Some(&square), &["F1".into()]));
+        assert_eq!(index.near(Coord::new(0.5, 0.5).unwrap(), 50_000.0), vec![1]);
+        // Imported again: placed where the new row says, under the same index.
+        assert_eq!(index.upsert(customer("a", 0.2, 0.2, "F2")), Some(0));
+        assert_eq!(index.affected(Some(&square), &["F2".into()]), vec![0, 1]);
+        // A first load may hold unplaced customers too; none is in the tree.
+        let built = CustomerIndex::build(vec![erased, customer("b", 0.6, 0.6, "F1")]);
+        assert_eq!(built.affected(Some(&square), &[]), vec![1]);
+        assert_eq!(built.placed().collect::<Vec<_>>(), vec![1]);
     }
 }

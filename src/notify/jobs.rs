@@ -30,6 +30,8 @@ pub struct Jobs {
     pub retention_days: u32,
     /// How long a notice may stay `sending` before it counts as interrupted.
     pub stale_sending: Duration,
+    /// How long an erasure waits before it completes (see [`erasure_grace`]).
+    pub erasure_grace: Duration,
     /// (fault, start or ETR, variant) already turned into notices by this process: the outbox's
     /// unique key makes repeating them harmless, this only saves the work.
     done: Mutex<HashSet<(FaultId, i64, String)>>,
@@ -56,6 +58,7 @@ impl Jobs {
             planned_offsets_hours: offsets,
             retention_days: s.retention.days,
             stale_sending: Duration::from_secs(s.notify.stale_sending_secs),
+            erasure_grace: erasure_grace(s.mapping.reload_secs),
             done: Mutex::new(HashSet::new()),
         }
     }
@@ -161,6 +164,28 @@ impl Jobs {
         let cutoff = self.clock.now() - chrono::Duration::days(self.retention_days.into());
         self.store.purge_notice_bodies(millis(cutoff)).await
     }
+
+    /// Completes the erasures requested at least `erasure_grace` ago whose notices have all
+    /// settled (docs/DATA.md, "Erasure"). Returns how many.
+    pub async fn complete_erasures(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let grace = chrono::Duration::from_std(self.erasure_grace).unwrap_or_default();
+        let n = self
+            .store
+            .complete_erasures(millis(now - grace), millis(now))
+            .await?;
+        if n > 0 {
+            tracing::info!(customers = n, "erasures completed");
+        }
+        Ok(n)
+    }
+}
+
+/// How long an erasure waits before it completes: until every daemon's customer reload
+/// (`mapping.reload_secs`) has dropped the customer from its book, several times over and at
+/// least a minute, so that nothing is written under their id after the completion.
+fn erasure_grace(reload_secs: u64) -> Duration {
+    Duration::from_secs(reload_secs.saturating_mul(3).max(60))
 }
 
 /// Marks notices `sending` for longer than `stale_sending` failed (see
@@ -260,7 +285,11 @@ impl Step {
                 Ok(())
             }
             Step::Etr => jobs.etr_followups().await.map(drop),
-            Step::Sweep => jobs.sweep_interrupted().await.map(drop),
+            // Erasures wait for their notices in flight, which this sweep may settle.
+            Step::Sweep => {
+                jobs.sweep_interrupted().await?;
+                jobs.complete_erasures().await.map(drop)
+            }
             Step::Purge => {
                 let n = jobs.purge().await?;
                 tracing::info!(notices = n, "retention purge erased old message bodies");

@@ -8,7 +8,9 @@ use crate::domain::{Coord, CustomerId};
 use crate::mapping::MappedCustomer;
 
 impl Store {
-    /// Inserts or replaces customers by id, in multi-row statements inside one transaction.
+    /// Inserts or replaces customers by id, in multi-row statements inside one transaction. An
+    /// id whose erasure is pending comes back as a new customer: the erasure completes in the
+    /// same transaction (docs/DATA.md, "Erasure").
     pub async fn upsert_customers(
         &self,
         rows: &[CustomerRecord],
@@ -46,10 +48,14 @@ impl Store {
                      email_status = CASE WHEN customers.email IS NOT DISTINCT FROM excluded.email THEN customers.email_status END, \
                      push_token = excluded.push_token, language = excluded.language, channels = excluded.channels, \
                      quiet_hours = excluded.quiet_hours, timezone = excluded.timezone, critical = excluded.critical, \
-                     feeder = excluded.feeder, service_point = excluded.service_point, updated_at = excluded.updated_at",
+                     feeder = excluded.feeder, service_point = excluded.service_point, updated_at = excluded.updated_at, \
+                     erased_at = NULL",
                 );
                 q.build().persistent(false).execute(&mut *tx).await?;
             }
+            // After the rows: a SQLite transaction that read first could not write once the
+            // daemon has committed meanwhile.
+            super::erasure::complete_reimported!(tx, rows, at);
             tx.commit().await?;
             Ok(())
         })
@@ -57,6 +63,10 @@ impl Store {
 
     /// Customers changed after `since_ms` (all when 0), as mapping sees them, with the newest
     /// change time seen.
+    ///
+    /// An erased customer (a tombstone, docs/DATA.md "Erasure") comes unplaced, so that a
+    /// running daemon drops them from its faults and maps nobody there; a first load (0) leaves
+    /// them out, since they are nobody's member any more.
     ///
     /// Strictly after: an import stamps all its rows with one time, so "at or after" the
     /// newest time seen would read a whole million-customer import again on every reload
@@ -67,8 +77,9 @@ impl Store {
         &self,
         since_ms: i64,
     ) -> Result<(Vec<MappedCustomer>, i64), StoreError> {
-        let sql = "SELECT customer_id, lon, lat, feeder, service_point, critical, updated_at \
-                   FROM customers WHERE updated_at > $1";
+        let sql = "SELECT customer_id, lon, lat, feeder, service_point, critical, updated_at, \
+                   erased_at FROM customers \
+                   WHERE updated_at > $1 AND ($1 > 0 OR erased_at IS NULL)";
         let mut newest = since_ms;
         let mut out = Vec::new();
         // Streamed, not fetched whole: SQLite rows hold copies of their values in SQLite's own
@@ -79,8 +90,13 @@ impl Store {
                 let updated_at: i64 = r.try_get(6)?;
                 newest = newest.max(updated_at);
                 let id: String = r.try_get(0)?;
+                let id = CustomerId::parse(&id).map_err(|e| StoreError::Corrupt(e.0))?;
+                if r.try_get::<Option<i64>, _>(7)?.is_some() {
+                    out.push(MappedCustomer::unplaced(id));
+                    continue;
+                }
                 out.push(MappedCustomer {
-                    id: CustomerId::parse(&id).map_err(|e| StoreError::Corrupt(e.0))?,
+                    id,
                     at: Coord::new(r.try_get(1)?, r.try_get(2)?).map_err(|e| StoreError::Corrupt(e.0))?,
                     feeder: r.try_get(3)?,
                     service_point: r.try_get(4)?,
@@ -92,7 +108,7 @@ impl Store {
     }
 
     pub async fn count_customers(&self) -> Result<i64, StoreError> {
-        let n = on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM customers").fetch_one(pool).await?);
+        let n = on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM customers WHERE erased_at IS NULL").fetch_one(pool).await?);
         Ok(n)
     }
 
