@@ -10,6 +10,8 @@ pub enum Clock {
     System,
     /// A clock that moves only when told to (tests, simulations).
     Manual(Arc<Mutex<DateTime<Utc>>>),
+    /// The system clock moved by a fixed amount (the demo, which replays a storm).
+    Ahead(chrono::Duration),
 }
 
 impl Clock {
@@ -20,6 +22,7 @@ impl Clock {
     pub fn now(&self) -> DateTime<Utc> {
         match self {
             Self::System => Utc::now(),
+            Self::Ahead(by) => Utc::now() + *by,
             Self::Manual(t) => *t.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }

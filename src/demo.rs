@@ -216,6 +216,9 @@ async fn import_samples(app: &App) -> anyhow::Result<()> {
 /// Sends the outbox through the log channel and shows what went out. Delivery waits until the
 /// storm is over because the demo plays hours of grid time in seconds: running it during the
 /// storm would send the outage notice of the momentary trip before its restoration arrives.
+/// For the same reason it looks at the outbox as it will be once the momentary window has
+/// passed: the daemon counts that window from when it learned of each outage, which for the
+/// storm's replayed events was a moment ago.
 async fn deliver(
     settings: &Settings,
     dir: &std::path::Path,
@@ -224,11 +227,13 @@ async fn deliver(
     let log = dir.join("notices.jsonl");
     let mut settings = settings.clone();
     settings.channels.log.path = log.display().to_string();
+    let after_the_window =
+        Clock::Ahead(chrono::Duration::from_std(settings.momentary_delay()).unwrap_or_default());
     let Some(worker) = crate::app::delivery_worker(
         &settings,
         &running.store,
         &running.book,
-        &Clock::System,
+        &after_the_window,
         Default::default(),
         Default::default(),
     )?

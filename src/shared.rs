@@ -1,12 +1,10 @@
 //! The outage book shared between the engine (the only writer) and readers (status, API).
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
-
 use crate::domain::CustomerId;
 use crate::mapping::CustomerIndex;
-use crate::outage::OutageBook;
+use crate::outage::{OutageBook, OutageRules};
 use crate::store::{Store, StoreError};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// A cheaply cloned handle on the book. Locks are held for microseconds to milliseconds and
 /// never across an `.await`.
@@ -31,10 +29,7 @@ impl SharedBook {
 
 /// Rebuilds the book from the database: the customer index, every fault, and each open fault's
 /// current members. Returns the book and the customers' change watermark.
-pub async fn load_book(
-    store: &Store,
-    momentary_delay: Duration,
-) -> Result<(OutageBook, i64), StoreError> {
+pub async fn load_book(store: &Store, rules: OutageRules) -> Result<(OutageBook, i64), StoreError> {
     let (customers, watermark) = store.mapped_customers_since(0).await?;
     let index = CustomerIndex::build(customers);
     let mut faults = std::collections::HashMap::new();
@@ -64,11 +59,6 @@ pub async fn load_book(
             episodes.push((idx, crate::store::from_millis(started_ms)?));
         }
     }
-    let book = OutageBook::restore(
-        index,
-        momentary_delay,
-        faults.into_values().collect(),
-        episodes,
-    );
+    let book = OutageBook::restore(index, rules, faults.into_values().collect(), episodes);
     Ok((book, watermark))
 }

@@ -4,7 +4,9 @@
 use faultline::domain::{Coord, CustomerId, FaultId};
 use faultline::ingest::event::{parse_event, FaultEvent, Limits};
 use faultline::mapping::{CustomerIndex, MappedCustomer};
-use faultline::outage::{Applied, FaultState, MemberState, OutageBook, OutageChange};
+use faultline::outage::{
+    Applied, EtrNews, FaultState, MemberState, OutageBook, OutageChange, OutageRules,
+};
 
 const LIMITS: Limits = Limits {
     max_payload_bytes: 1 << 20,
@@ -25,7 +27,7 @@ fn book() -> OutageBook {
         .collect();
     OutageBook::new(
         CustomerIndex::build(customers),
-        std::time::Duration::from_secs(300),
+        OutageRules::new(std::time::Duration::from_secs(300)),
     )
 }
 
@@ -148,6 +150,61 @@ fn devices_etr_and_momentary() {
     let r = changed(b.apply(&simple("D", "restored", 0, "2026-11-23T10:04:00Z")));
     assert!(r.momentary, "restored 4 minutes later is momentary");
     assert!(b.fault(&FaultId::parse("D").unwrap()).unwrap().momentary);
+}
+
+/// An `updated` of fault D at minute `m` past 10:00 with the given `etr` JSON value.
+fn etr_update(seq: u64, m: u32, etr: &str) -> FaultEvent {
+    event(&format!(
+        r#"{{"v":1,"event_id":"u{seq}","fault_id":"D","kind":"updated","seq":{seq},"occurred_at":"2026-11-23T10:{m:02}:00Z","etr":{etr}}}"#
+    ))
+}
+
+#[test]
+fn an_etr_slipping_in_small_steps_is_news_once_the_steps_add_up() {
+    let mut b = book();
+    let d = event(
+        r#"{"v":1,"event_id":"e1","fault_id":"D","kind":"detected","seq":1,"occurred_at":"2026-11-23T10:00:00Z","devices":["F7"],"etr":"2026-11-23T12:00:00Z"}"#,
+    );
+    assert_eq!(
+        changed(b.apply(&d)).etr_news,
+        None,
+        "the outage notices carry it"
+    );
+    // Six slips of 20 minutes against a 30-minute threshold: news at +40, +80 and +120.
+    let mut news = Vec::new();
+    for step in 1..=6u32 {
+        let etr = format!(
+            r#""2026-11-23T{:02}:{:02}:00Z""#,
+            12 + step * 20 / 60,
+            step * 20 % 60
+        );
+        let c = changed(b.apply(&etr_update(u64::from(step) + 1, step, &etr)));
+        assert!(c.etr_changed, "step {step} changes the ETR");
+        news.push(c.etr_news);
+    }
+    let at = |s: &str| Some(EtrNews::Estimate(s.parse().unwrap()));
+    assert_eq!(
+        news,
+        vec![
+            None,
+            at("2026-11-23T12:40:00Z"),
+            None,
+            at("2026-11-23T13:20:00Z"),
+            None,
+            at("2026-11-23T14:00:00Z"),
+        ]
+    );
+    // A withdrawal is news once; a repeated null is nothing; a new estimate is news again.
+    let w = changed(b.apply(&etr_update(8, 7, "null")));
+    let was = "2026-11-23T14:00:00Z".parse().unwrap();
+    assert_eq!(w.etr_news, Some(EtrNews::Withdrawn { was }));
+    assert_eq!(b.fault(&FaultId::parse("D").unwrap()).unwrap().etr, None);
+    assert_eq!(changed(b.apply(&etr_update(9, 8, "null"))).etr_news, None);
+    let again = changed(b.apply(&etr_update(10, 9, r#""2026-11-23T15:00:00Z""#)));
+    assert_eq!(again.etr_news, at("2026-11-23T15:00:00Z"));
+    // Leaving `etr` out says nothing about it.
+    let quiet = changed(b.apply(&simple("D", "updated", 11, "2026-11-23T10:10:00Z")));
+    assert!(!quiet.etr_changed && quiet.etr_news.is_none());
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::intents::MOMENTARY;
 use crate::outage::FaultState;
 use crate::store::millis;
 
@@ -16,6 +17,8 @@ pub struct Facts {
     pub fault_state: Option<FaultState>,
     pub cause: String,
     pub etr: Option<DateTime<Utc>>,
+    /// The ETR last announced to the fault's customers (see [`crate::outage::EtrNews`]).
+    pub etr_announced: Option<DateTime<Utc>>,
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
     /// When the outage ended (for restorations; now if the fault is still open).
@@ -30,45 +33,57 @@ pub struct Notice<'a> {
     pub episode_started_at: i64,
 }
 
-/// The ETR an `etr_update` announces, and whether it is the "ETR passed" follow-up.
-pub fn etr_variant(variant: &str) -> (bool, Option<i64>) {
-    match variant.strip_prefix("passed:") {
-        Some(etr) => (true, etr.parse().ok()),
-        None => (false, variant.parse().ok()),
+/// What an `etr_update` says, by its variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtrUpdate {
+    /// An estimate (epoch ms): variant `{etr}`.
+    Estimate(i64),
+    /// The ETR has passed and the crews are still working: `passed:{etr}`.
+    Passed(i64),
+    /// The ETR announced before no longer holds and there is none at the moment:
+    /// `withdrawn:{etr}`.
+    Withdrawn(i64),
+}
+
+impl EtrUpdate {
+    pub fn parse(variant: &str) -> Option<Self> {
+        let number = |s: &str| s.parse().ok();
+        if let Some(etr) = variant.strip_prefix("passed:") {
+            number(etr).map(Self::Passed)
+        } else if let Some(etr) = variant.strip_prefix("withdrawn:") {
+            number(etr).map(Self::Withdrawn)
+        } else {
+            number(variant).map(Self::Estimate)
+        }
     }
 }
 
 /// The template a notice is worded with.
 pub fn template_kind<'a>(n: &Notice<'a>) -> &'a str {
-    match (n.kind, etr_variant(n.variant).0) {
-        ("etr_update", true) => "etr_passed",
+    match (n.kind, EtrUpdate::parse(n.variant)) {
+        ("etr_update", Some(EtrUpdate::Passed(_))) => "etr_passed",
+        ("etr_update", Some(EtrUpdate::Withdrawn(_))) => "etr_withdrawn",
         (kind, _) => kind,
     }
 }
 
 /// Why the notice should not be sent, or `None` to send it. `siblings` are the states of the
-/// related notices of the same customer and episode: the outage notice for an `etr_update`,
-/// the advance notices for a `planned_cancelled`.
+/// related notices of the same customer and episode: the outage notice for an `etr_update`
+/// and for a momentary restoration, the advance notices for a `planned_cancelled`.
 pub fn reason(
     n: &Notice<'_>,
     facts: &Facts,
     siblings: &[String],
     now: DateTime<Utc>,
 ) -> Option<&'static str> {
-    let pending = |s: &String| matches!(s.as_str(), "queued" | "claimed" | "sending");
+    // Sent, being sent, or failed in a way that may still have reached the customer.
+    let may_have_told =
+        |s: &String| matches!(s.as_str(), "sent" | "sending" | "claimed" | "failed");
     match n.kind {
         "outage" | "etr_update" if facts.episode_over => Some("superseded: power already restored"),
-        "etr_update" => {
-            let (passed, etr) = etr_variant(n.variant);
-            if siblings.iter().any(pending) {
-                Some("superseded: the outage notice, still to go, carries the ETR")
-            } else if facts.etr.map(millis) != etr {
-                Some("superseded by a newer ETR")
-            } else if !passed && etr.is_some_and(|e| e <= millis(now)) {
-                Some("superseded: the ETR has passed (a follow-up says so)")
-            } else {
-                None
-            }
+        "etr_update" => etr_update(n, facts, siblings, now),
+        "restored" if n.variant == MOMENTARY && !siblings.iter().any(may_have_told) => {
+            Some("momentary: no outage notice went out")
         }
         "planned" if facts.fault_state != Some(FaultState::Planned) => {
             Some("superseded: the planned outage was cancelled or has begun")
@@ -86,6 +101,36 @@ pub fn reason(
     }
 }
 
+/// An ETR update goes out while it is still the latest word: an estimate while it is the one
+/// last announced (worded with the fault's ETR now, which lies within
+/// `notify.etr_change_minutes` of it), a withdrawal while no estimate followed it.
+fn etr_update(
+    n: &Notice<'_>,
+    facts: &Facts,
+    siblings: &[String],
+    now: DateTime<Utc>,
+) -> Option<&'static str> {
+    let pending = |s: &String| matches!(s.as_str(), "queued" | "claimed" | "sending");
+    if siblings.iter().any(pending) {
+        return Some("superseded: the outage notice, still to go, carries the ETR");
+    }
+    let announced = facts.etr_announced.map(millis);
+    match EtrUpdate::parse(n.variant) {
+        None => Some("superseded: unreadable ETR variant"),
+        Some(EtrUpdate::Estimate(etr)) if announced != Some(etr) => {
+            Some("superseded by a newer ETR")
+        }
+        Some(EtrUpdate::Estimate(_)) if facts.etr.is_some_and(|e| e <= now) => {
+            Some("superseded: the ETR has passed (a follow-up says so)")
+        }
+        Some(EtrUpdate::Passed(etr)) if facts.etr.map(millis) != Some(etr) => {
+            Some("superseded by a newer ETR")
+        }
+        Some(EtrUpdate::Withdrawn(_)) if announced.is_some() => Some("superseded by a newer ETR"),
+        Some(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +145,7 @@ mod tests {
         let facts = Facts {
             fault_state: Some(FaultState::Active),
             etr: Some(etr),
+            etr_announced: Some(etr),
             ..Facts::default()
         };
         let variant = millis(etr).to_string();
@@ -113,8 +159,16 @@ mod tests {
         assert!(reason(&n, &facts, &["queued".into()], noon).is_some());
         let newer = Facts {
             etr: Some(t("2026-11-23T22:00:00Z")),
+            etr_announced: Some(t("2026-11-23T22:00:00Z")),
             ..facts.clone()
         };
+        // Moved since, but not far enough to be announced: this notice still goes, with the
+        // ETR as it is now.
+        let nudged = Facts {
+            etr: Some(t("2026-11-23T20:10:00Z")),
+            ..facts.clone()
+        };
+        assert_eq!(reason(&n, &nudged, &["sent".into()], noon), None);
         assert_eq!(
             reason(&n, &newer, &["sent".into()], noon),
             Some("superseded by a newer ETR")
@@ -169,6 +223,57 @@ mod tests {
             episode_started_at: 0,
         };
         assert_eq!(template_kind(&n), "etr_passed");
-        assert_eq!(etr_variant("passed:17"), (true, Some(17)));
+        assert_eq!(EtrUpdate::parse("passed:17"), Some(EtrUpdate::Passed(17)));
+        assert_eq!(
+            EtrUpdate::parse("withdrawn:17"),
+            Some(EtrUpdate::Withdrawn(17))
+        );
+        assert_eq!(EtrUpdate::parse("17"), Some(EtrUpdate::Estimate(17)));
+        assert_eq!(EtrUpdate::parse("soon"), None);
+    }
+
+    #[test]
+    fn a_withdrawal_goes_out_until_a_new_estimate_follows() {
+        let n = Notice {
+            kind: "etr_update",
+            variant: "withdrawn:17",
+            episode_started_at: 0,
+        };
+        assert_eq!(template_kind(&n), "etr_withdrawn");
+        let now = t("2026-11-23T12:00:00Z");
+        let none = Facts {
+            fault_state: Some(FaultState::Active),
+            ..Facts::default()
+        };
+        assert_eq!(reason(&n, &none, &["sent".into()], now), None);
+        let again = Facts {
+            etr: Some(t("2026-11-23T20:00:00Z")),
+            etr_announced: Some(t("2026-11-23T20:00:00Z")),
+            ..none
+        };
+        assert!(reason(&n, &again, &["sent".into()], now).is_some());
+    }
+
+    #[test]
+    fn a_momentary_restoration_follows_an_outage_notice_that_went_out() {
+        let n = Notice {
+            kind: "restored",
+            variant: MOMENTARY,
+            episode_started_at: 0,
+        };
+        let now = t("2026-11-23T12:00:00Z");
+        let facts = Facts::default();
+        for told in ["sent", "sending", "failed"] {
+            assert_eq!(reason(&n, &facts, &[told.into()], now), None, "{told}");
+        }
+        for untold in ["suppressed", "unreachable", "queued"] {
+            assert!(
+                reason(&n, &facts, &[untold.into()], now).is_some(),
+                "{untold}"
+            );
+        }
+        assert!(reason(&n, &facts, &[], now).is_some());
+        let ordinary = Notice { variant: "", ..n };
+        assert_eq!(reason(&ordinary, &facts, &[], now), None);
     }
 }

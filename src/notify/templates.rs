@@ -17,8 +17,8 @@ macro_rules! bundle {
 
 /// The notice kinds (and `replies`, the answers to inbound SMS) of each bundled language.
 const FILES: &[&[(&str, &str, &str)]] = bundle!("en", "de", "ru", "zh"; [
-    "outage", "restored", "etr_update", "etr_passed", "planned", "planned_cancelled", "replies",
-    "dispatch", "callout"
+    "outage", "restored", "etr_update", "etr_passed", "etr_withdrawn", "planned",
+    "planned_cancelled", "replies", "dispatch", "callout"
 ]);
 
 /// What a template is filled with.
@@ -308,6 +308,7 @@ mod tests {
                 "restored",
                 "etr_update",
                 "etr_passed",
+                "etr_withdrawn",
                 "planned",
                 "planned_cancelled",
             ] {
@@ -331,6 +332,7 @@ mod tests {
                 "restored",
                 "etr_update",
                 "etr_passed",
+                "etr_withdrawn",
                 "planned",
                 "planned_cancelled",
             ] {

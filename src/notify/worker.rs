@@ -21,8 +21,8 @@ use crate::clock::Clock;
 use crate::domain::{Channel, Email, FaultId, Phone};
 use crate::shared::SharedBook;
 use crate::store::{
-    from_millis, millis, Claim, ClaimRequest, ClaimedNotice, ContactRow, NoticeOutcome, QueueKey,
-    StagedKey, Store, StoreError,
+    from_millis, millis, Claim, ClaimRequest, ClaimedNotice, ContactRow, Dependency, NoticeOutcome,
+    QueueKey, StagedKey, Store, StoreError,
 };
 
 /// Sends the outbox.
@@ -74,9 +74,26 @@ pub(super) struct Refilled {
     pub jobs: Vec<Job>,
 }
 
-/// Notice kinds whose fate depends on another notice of the same customer and episode (see
-/// [`supersede::reason`]): `(kind, the kind it depends on)`.
-const DEPENDS: [(&str, &str); 2] = [("etr_update", "outage"), ("planned_cancelled", "planned")];
+/// Notices whose fate depends on another notice of the same customer and episode (see
+/// [`supersede::reason`]). Only momentary restorations depend on their outage notice: the
+/// lookup would cost every refill of a large restoration a query for nothing.
+const DEPENDS: [Dependency; 3] = [
+    Dependency {
+        kind: "etr_update",
+        variant: None,
+        on: "outage",
+    },
+    Dependency {
+        kind: "planned_cancelled",
+        variant: None,
+        on: "planned",
+    },
+    Dependency {
+        kind: "restored",
+        variant: Some(super::intents::MOMENTARY),
+        on: "outage",
+    },
+];
 
 impl DeliveryWorker {
     /// Runs until `stop`: on `stop` the requests in flight finish and are recorded; notices
@@ -324,6 +341,7 @@ impl DeliveryWorker {
             fault_state: fault.map(|f| f.state),
             cause: fault.map_or_else(|| "unknown".to_owned(), |f| f.cause.clone()),
             etr: fault.and_then(|f| f.etr),
+            etr_announced: fault.and_then(|f| f.etr_announced),
             starts_at: fault.and_then(|f| f.starts_at),
             ends_at: fault.and_then(|f| f.ends_at),
             until: fault.map(|f| f.restored_at.unwrap_or_else(|| self.clock.now())),
@@ -338,12 +356,12 @@ type Related = HashMap<(String, i64, String), Vec<String>>;
 fn siblings<'r>(related: &'r Related, notice: &ClaimedNotice) -> &'r [String] {
     DEPENDS
         .iter()
-        .find(|(kind, _)| *kind == notice.kind)
-        .and_then(|(_, on)| {
+        .find(|d| d.applies_to(&notice.kind, &notice.variant))
+        .and_then(|d| {
             let key = (
                 notice.customer_id.clone(),
                 notice.episode_started_at,
-                (*on).to_owned(),
+                d.on.to_owned(),
             );
             related.get(&key)
         })

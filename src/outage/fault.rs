@@ -77,6 +77,9 @@ pub struct Fault {
     pub area: Option<FaultArea>,
     pub devices: Vec<String>,
     pub etr: Option<DateTime<Utc>>,
+    /// The ETR customers were last told (by their outage notices or an ETR update); `None`
+    /// when none was given or it was withdrawn.
+    pub etr_announced: Option<DateTime<Utc>>,
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
     pub seq: Option<u64>,
@@ -105,6 +108,7 @@ impl Fault {
             area: None,
             devices: Vec::new(),
             etr: None,
+            etr_announced: None,
             starts_at: None,
             ends_at: None,
             seq: None,

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 pub use fault::{Fault, FaultArea, FaultState};
 
 use crate::domain::FaultId;
-use crate::ingest::event::{EventKind, FaultEvent};
+use crate::ingest::event::{Etr, EventKind, FaultEvent};
 use crate::mapping::{CustomerIdx, CustomerIndex, MappedCustomer};
 
 /// What made a fault change.
@@ -69,7 +69,39 @@ pub struct OutageChange {
     pub etr_changed: bool,
     /// The ETR before this change, when `etr_changed`.
     pub previous_etr: Option<DateTime<Utc>>,
+    /// What customers already out should be told of the ETR, when the change makes it news.
+    pub etr_news: Option<EtrNews>,
     pub momentary: bool,
+}
+
+/// An ETR worth telling the customers a fault holds out (see [`OutageRules::etr_change`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtrNews {
+    /// A first estimate, or one that moved far enough from the last one announced.
+    Estimate(DateTime<Utc>),
+    /// The estimate announced before no longer holds, and there is none at the moment.
+    Withdrawn { was: DateTime<Utc> },
+}
+
+/// The book's rules, from `notify.*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutageRules {
+    /// Faults restored sooner (by grid time) are momentary.
+    pub momentary_delay: std::time::Duration,
+    /// An ETR is announced again once it lies at least this far from the one last announced.
+    /// Measured from the last announcement, not the last change, so that an ETR slipping in
+    /// small steps is announced once the steps add up.
+    pub etr_change: std::time::Duration,
+}
+
+impl OutageRules {
+    /// The defaults of `config/default.toml`: 5 minutes, 30 minutes.
+    pub fn new(momentary_delay: std::time::Duration) -> Self {
+        Self {
+            momentary_delay,
+            etr_change: std::time::Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 impl OutageChange {
@@ -95,6 +127,7 @@ impl OutageChange {
             episodes_ended: Vec::new(),
             etr_changed: false,
             previous_etr: None,
+            etr_news: None,
             momentary: false,
         }
     }
@@ -122,17 +155,20 @@ pub struct OutageBook {
     /// When each customer now out went out: the key of their outage episode.
     episodes: HashMap<CustomerIdx, DateTime<Utc>>,
     momentary_delay: Duration,
+    etr_change: Duration,
 }
 
 impl OutageBook {
-    pub fn new(index: CustomerIndex, momentary_delay: std::time::Duration) -> Self {
+    pub fn new(index: CustomerIndex, rules: OutageRules) -> Self {
         let coverage = vec![0; index.len()];
+        let duration = |d| Duration::from_std(d).unwrap_or(Duration::MAX);
         Self {
             index,
             faults: HashMap::new(),
             coverage,
             episodes: HashMap::new(),
-            momentary_delay: Duration::from_std(momentary_delay).unwrap_or(Duration::MAX),
+            momentary_delay: duration(rules.momentary_delay),
+            etr_change: duration(rules.etr_change),
         }
     }
 
@@ -140,11 +176,11 @@ impl OutageBook {
     /// `episodes` are the open outage episodes (customer, start) as stored.
     pub fn restore(
         index: CustomerIndex,
-        momentary_delay: std::time::Duration,
+        rules: OutageRules,
         faults: Vec<Fault>,
         episodes: Vec<(CustomerIdx, DateTime<Utc>)>,
     ) -> Self {
-        let mut book = Self::new(index, momentary_delay);
+        let mut book = Self::new(index, rules);
         book.episodes = episodes.into_iter().collect();
         for mut fault in faults {
             fault.affected.sort_unstable();
@@ -166,6 +202,13 @@ impl OutageBook {
 
     pub fn momentary_delay(&self) -> Duration {
         self.momentary_delay
+    }
+
+    pub fn rules(&self) -> OutageRules {
+        OutageRules {
+            momentary_delay: self.momentary_delay.to_std().unwrap_or_default(),
+            etr_change: self.etr_change.to_std().unwrap_or_default(),
+        }
     }
 
     pub fn fault(&self, id: &FaultId) -> Option<&Fault> {
@@ -332,15 +375,22 @@ impl OutageBook {
         fault.detected_at = (state == FaultState::Active).then_some(e.occurred_at);
         let mut change = OutageChange::new(fault, ChangeCause::Event(e.kind), e.occurred_at);
         absorb(fault, e, &mut change);
+        // The outage notices of a new fault carry its ETR: that is its first announcement.
+        fault.etr_announced = fault.etr;
         let members = self.members_for(&e.fault_id);
         self.set_members(&e.fault_id, members, &mut change);
         change
     }
 
     fn update(&mut self, e: &FaultEvent, cause: ChangeCause) -> Option<OutageChange> {
+        let etr_change = self.etr_change;
         let fault = self.faults.get_mut(&e.fault_id)?;
         let mut change = OutageChange::new(fault, cause, e.occurred_at);
-        if absorb(fault, e, &mut change) {
+        let moved = absorb(fault, e, &mut change);
+        if fault.state == FaultState::Active {
+            change.etr_news = etr_news(fault, etr_change);
+        }
+        if moved {
             let members = self.members_for(&e.fault_id);
             self.set_members(&e.fault_id, members, &mut change);
         }
@@ -396,6 +446,8 @@ impl OutageBook {
         fault.state = FaultState::Active;
         fault.detected_at = Some(at);
         fault.updated_at = at;
+        // Every member's outage notice carries the ETR from here.
+        fault.etr_announced = fault.etr;
         for &c in &fault.affected {
             bump(&mut self.coverage, c, &mut change.now_out);
         }
@@ -507,9 +559,14 @@ fn absorb_descriptive(fault: &mut Fault, e: &FaultEvent, change: &mut OutageChan
     if let Some(severity) = e.severity {
         fault.severity = severity;
     }
-    if e.etr.is_some() && e.etr != fault.etr {
+    let etr = match e.etr {
+        Etr::Unchanged => fault.etr,
+        Etr::Withdrawn => None,
+        Etr::At(t) => Some(t),
+    };
+    if etr != fault.etr {
         change.previous_etr = fault.etr;
-        fault.etr = e.etr;
+        fault.etr = etr;
         change.etr_changed = true;
     }
     if !e.crew_needs.is_empty() {
@@ -519,6 +576,22 @@ fn absorb_descriptive(fault: &mut Fault, e: &FaultEvent, change: &mut OutageChan
         fault.note = e.note.clone();
     }
     fault.updated_at = e.occurred_at;
+}
+
+/// Whether an active fault's ETR is news to its customers: a first estimate, one at least
+/// `threshold` from the one last announced, or the withdrawal of an announced one. Marks
+/// what it returns as announced.
+fn etr_news(fault: &mut Fault, threshold: Duration) -> Option<EtrNews> {
+    let news = match (fault.etr, fault.etr_announced) {
+        (Some(etr), None) => Some(EtrNews::Estimate(etr)),
+        (Some(etr), Some(told)) if (etr - told).abs() >= threshold => Some(EtrNews::Estimate(etr)),
+        (None, Some(was)) => Some(EtrNews::Withdrawn { was }),
+        _ => None,
+    };
+    if news.is_some() {
+        fault.etr_announced = fault.etr;
+    }
+    news
 }
 
 /// (in `new` but not `old`, in `old` but not `new`) for two sorted lists.

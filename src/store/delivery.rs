@@ -89,6 +89,21 @@ pub struct Claim {
     pub related: Vec<RelatedState>,
 }
 
+/// Notices of `kind` (only those of `variant`, where given) depend on the notices of kind `on`
+/// of the same customer and episode: a refill reads those notices' states with its claim.
+#[derive(Debug, Clone, Copy)]
+pub struct Dependency {
+    pub kind: &'static str,
+    pub variant: Option<&'static str>,
+    pub on: &'static str,
+}
+
+impl Dependency {
+    pub fn applies_to(&self, kind: &str, variant: &str) -> bool {
+        self.kind == kind && self.variant.is_none_or(|v| v == variant)
+    }
+}
+
 /// The state of a notice another one depends on: the outage notice of an `etr_update`, the
 /// advance notices of a `planned_cancelled` (same customer and episode).
 #[derive(Debug, Clone)]
@@ -442,16 +457,17 @@ macro_rules! push_pairs {
     }};
 }
 
-/// The states of the notices that claimed ones depend on (`$depends`: `(kind, depends on
-/// kind)`), same customer and episode, read inside the transaction `$tx`; evaluates to
+/// The states of the notices that claimed ones depend on (`$depends`: [`Dependency`]s), same
+/// customer and episode, read inside the transaction `$tx`; evaluates to
 /// `Vec<RelatedState>`.
 macro_rules! related_in {
     ($tx:expr, $db:ty, $notices:expr, $depends:expr) => {{
         let mut out: Vec<RelatedState> = Vec::new();
-        for &(kind, on) in $depends {
+        for dependency in $depends {
+            let on: &str = dependency.on;
             let pairs: Vec<(&str, i64)> = $notices
                 .iter()
-                .filter(|n| n.kind == kind)
+                .filter(|n| dependency.applies_to(&n.kind, &n.variant))
                 .map(|n| (n.customer_id.as_str(), n.episode_started_at))
                 .collect();
             for chunk in pairs.chunks(super::CHUNK_ROWS) {
@@ -528,7 +544,7 @@ impl Store {
     /// 2. claims the due notices `claim` asks for, most urgent first, straight into `sending`
     ///    (on PostgreSQL skipping rows another refill holds);
     /// 3. reads their recipients' contacts and the states of the notices of `depends` kinds
-    ///    they depend on (`(kind, depends on kind)`), and hands all of it to `prepare`;
+    ///    they depend on ([`Dependency`]), and hands all of it to `prepare`;
     /// 4. records the outcomes `prepare` ends without a send (suppressed, waiting for quiet
     ///    hours, unreachable), then commits and returns what `prepare` returned.
     ///
@@ -541,7 +557,7 @@ impl Store {
         &self,
         finished: &[NoticeOutcome],
         claim: ClaimRequest,
-        depends: &[(&str, &str)],
+        depends: &[Dependency],
         now: i64,
         prepare: impl FnOnce(Claim) -> (Vec<NoticeOutcome>, T),
     ) -> Result<T, StoreError> {

@@ -91,6 +91,7 @@ pub struct FaultRow {
     pub radius_m: Option<f64>,
     pub devices: String,
     pub etr: Option<i64>,
+    pub etr_announced: Option<i64>,
     pub starts_at: Option<i64>,
     pub ends_at: Option<i64>,
     pub seq: Option<i64>,
@@ -115,6 +116,7 @@ impl FaultRow {
             radius_m: f.area.as_ref().and_then(|a| a.radius_m),
             devices: serde_json::to_string(&f.devices).unwrap_or_else(|_| "[]".into()),
             etr: f.etr.map(millis),
+            etr_announced: f.etr_announced.map(millis),
             starts_at: f.starts_at.map(millis),
             ends_at: f.ends_at.map(millis),
             seq: f.seq.map(|s| s as i64),
@@ -144,6 +146,7 @@ impl FaultRow {
         f.severity = Severity::parse(&self.severity).unwrap_or_default();
         f.devices = serde_json::from_str(&self.devices).map_err(|e| corrupt(&e.to_string()))?;
         f.etr = opt_from_millis(self.etr)?;
+        f.etr_announced = opt_from_millis(self.etr_announced)?;
         f.starts_at = opt_from_millis(self.starts_at)?;
         f.ends_at = opt_from_millis(self.ends_at)?;
         f.seq = self.seq.map(|s| s as u64);
@@ -162,7 +165,7 @@ impl FaultRow {
 }
 
 const FAULT_COLUMNS: &str = "fault_id, state, cause, severity, area, radius_m, devices, etr, starts_at, ends_at, \
-                             seq, detected_at, restored_at, momentary, crew_needs, note, updated_at";
+                             seq, detected_at, restored_at, momentary, crew_needs, note, updated_at, etr_announced";
 
 impl Store {
     /// Writes one ingest batch atomically: the event log rows, the faults' new state and the
@@ -189,7 +192,8 @@ impl Store {
                         .push_bind(f.severity.clone()).push_bind(f.area.clone()).push_bind(f.radius_m)
                         .push_bind(f.devices.clone()).push_bind(f.etr).push_bind(f.starts_at).push_bind(f.ends_at)
                         .push_bind(f.seq).push_bind(f.detected_at).push_bind(f.restored_at).push_bind(f.momentary)
-                        .push_bind(f.crew_needs.clone()).push_bind(f.note.clone()).push_bind(f.updated_at);
+                        .push_bind(f.crew_needs.clone()).push_bind(f.note.clone()).push_bind(f.updated_at)
+                        .push_bind(f.etr_announced);
                 });
                 q.push(
                     " ON CONFLICT (fault_id) DO UPDATE SET state = excluded.state, cause = excluded.cause, \
@@ -197,7 +201,8 @@ impl Store {
                      devices = excluded.devices, etr = excluded.etr, starts_at = excluded.starts_at, \
                      ends_at = excluded.ends_at, seq = excluded.seq, detected_at = excluded.detected_at, \
                      restored_at = excluded.restored_at, momentary = excluded.momentary, \
-                     crew_needs = excluded.crew_needs, note = excluded.note, updated_at = excluded.updated_at",
+                     crew_needs = excluded.crew_needs, note = excluded.note, updated_at = excluded.updated_at, \
+                     etr_announced = excluded.etr_announced",
                 );
                 q.build().persistent(false).execute(&mut *tx).await?;
             }
@@ -267,7 +272,7 @@ impl Store {
                 area: r.try_get(4)?, radius_m: r.try_get(5)?, devices: r.try_get(6)?, etr: r.try_get(7)?,
                 starts_at: r.try_get(8)?, ends_at: r.try_get(9)?, seq: r.try_get(10)?, detected_at: r.try_get(11)?,
                 restored_at: r.try_get(12)?, momentary: r.try_get(13)?, crew_needs: r.try_get(14)?,
-                note: r.try_get(15)?, updated_at: r.try_get(16)?,
+                note: r.try_get(15)?, updated_at: r.try_get(16)?, etr_announced: r.try_get(17)?,
             })).collect::<Result<Vec<_>, sqlx::Error>>().map_err(StoreError::from)
         })
     }

@@ -58,6 +58,17 @@ impl Store {
 
     /// Customers with at least one notice of `kind` (staged ones included), and how many each
     /// has, sorted by customer.
+    /// The variants of a fault's notices of one kind, sorted (inspection and tests).
+    pub async fn notice_variants(
+        &self,
+        fault_id: &str,
+        kind: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT variant FROM outbox WHERE fault_id = $1 AND kind = $2 ORDER BY variant";
+        let rows = on_pool!(self, pool, _Db => sqlx::query_scalar::<_, String>(sql).bind(fault_id).bind(kind).fetch_all(pool).await?);
+        Ok(rows)
+    }
+
     pub async fn notices_per_customer(&self, kind: &str) -> Result<Vec<(String, i64)>, StoreError> {
         let sql = "SELECT customer_id, COUNT(*) FROM outbox WHERE kind = $1 GROUP BY customer_id ORDER BY customer_id";
         let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, i64)>(sql).bind(kind).fetch_all(pool).await?);

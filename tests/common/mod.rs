@@ -74,6 +74,10 @@ pub fn test_settings(prefix: &str, database_url: &str) -> Settings {
     s.status.min_interval_ms = 100;
     s.mapping.reload_secs = 1;
     s.api.bind = "127.0.0.1:0".into();
+    // Tests replay events dated days before the clock that reads them, which makes every one a
+    // late event: without this, each outage notice would wait the late-event minute. The wait
+    // itself is tested with its default in tests/late_events.rs.
+    s.notify.late_event_wait_secs = 0;
     s
 }
 
