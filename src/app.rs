@@ -15,6 +15,7 @@ use crate::channels::{SetupError, Transports};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::FaultId;
+use crate::ingest::deadletter::DeadLetters;
 use crate::ingest::engine::{Engine, EngineConfig, EngineOutputs};
 use crate::ingest::event::Limits;
 use crate::ingest::mqtt::{self, Link, MqttError};
@@ -24,7 +25,7 @@ use crate::notify::templates::Templates;
 use crate::notify::worker::DeliveryWorker;
 use crate::outage::OutageChange;
 use crate::shared::{load_book, SharedBook};
-use crate::status::{LatestDocs, LiveEvent, StatusPublisher};
+use crate::status::{LatestDocs, LiveEvent, NoticeTotals, StatusPublisher};
 use crate::store::{Store, StoreError};
 
 /// Why the daemon could not start.
@@ -63,6 +64,8 @@ pub struct App {
     tokens: api::selfservice::TokenKey,
     latest: LatestDocs,
     live: broadcast::Sender<LiveEvent>,
+    /// The outbox's counts for `/metrics`, read whole here once and then kept up to date.
+    notice_totals: NoticeTotals,
 }
 
 impl App {
@@ -78,7 +81,7 @@ impl App {
         )
         .await?;
         store.migrate().await?;
-        let (book, customers_seen_ms) = load_book(&store, settings.momentary_delay()).await?;
+        let (book, customers_seen_ms) = load_book(&store, settings.outage_rules()).await?;
         {
             let b = book.index().len();
             tracing::info!(
@@ -89,10 +92,12 @@ impl App {
         }
         let (changes, _) = broadcast::channel(4096);
         let tokens = api::selfservice::TokenKey::load(&store).await?;
+        let notice_totals = NoticeTotals::load(&store).await?;
         // A console that falls this far behind reloads (`resync`) instead of replaying.
         let (live, _) = broadcast::channel(1024);
         Ok(Self {
             tokens,
+            notice_totals,
             latest: LatestDocs::default(),
             live,
             settings,
@@ -143,6 +148,14 @@ impl App {
         let stop_link = CancellationToken::new();
         let link =
             mqtt::spawn_subscriber(&s.mqtt, s.mqtt.topic.clone(), inbound_tx, stop_link.clone())?;
+        let dead_letters = Arc::new(Notify::new());
+        let stop_dead_letters = CancellationToken::new();
+        let dead_letters_task = DeadLetters {
+            store: self.store.clone(),
+            topic: s.mqtt.deadletter_topic.clone(),
+            wake: dead_letters.clone(),
+        }
+        .spawn(&s.mqtt, stop_dead_letters.clone())?;
         let engine = Engine::new(
             self.store.clone(),
             self.book.clone(),
@@ -153,14 +166,14 @@ impl App {
                     max_vertices: s.ingest.max_vertices,
                 },
                 batch_size: s.ingest.batch_size,
-                deadletter_topic: s.mqtt.deadletter_topic.clone(),
                 reload_every: Duration::from_secs(s.mapping.reload_secs),
-                etr_change: Duration::from_secs(s.notify.etr_change_minutes * 60),
+                delays: s.notice_delays(),
             },
             EngineOutputs {
                 dirty: dirty_tx,
                 changes: self.changes.clone(),
                 claims: self.claims.clone(),
+                dead_letters: dead_letters.clone(),
             },
             self.clock.clone(),
             self.customers_seen_ms,
@@ -192,6 +205,7 @@ impl App {
             topic: s.mqtt.status_topic.clone(),
             min_interval: Duration::from_millis(s.status.min_interval_ms.max(1)),
             clock: self.clock.clone(),
+            totals: self.notice_totals.clone(),
         };
         let stop_status = CancellationToken::new();
         let status_task = tokio::spawn(publisher.run(dirty_rx, counts_rx, stop_status.clone()));
@@ -233,6 +247,8 @@ impl App {
             stop_link,
             stop_engine,
             engine_task,
+            stop_dead_letters,
+            dead_letters_task,
             stop_status,
             status_task,
             stop_delivery,
@@ -269,6 +285,7 @@ impl App {
             events: links.events,
             events_filter: self.settings.mqtt.topic.clone(),
             latest: self.latest.clone(),
+            notice_totals: self.notice_totals.clone(),
             live: self.live.clone(),
             replan: links.replan,
             subscribed: links.subscribed,
@@ -280,6 +297,7 @@ impl App {
             )),
             tile_url: self.settings.api.tile_url.clone(),
             max_body_bytes: self.settings.api.max_body_bytes,
+            public_max_body_bytes: self.settings.api.public_max_body_bytes,
             stopping: stop.clone(),
         };
         let task = tokio::spawn(api::serve(listener, api::router(state), stop.clone()));
@@ -362,6 +380,8 @@ pub struct Running {
     stop_link: CancellationToken,
     stop_engine: CancellationToken,
     engine_task: JoinHandle<()>,
+    stop_dead_letters: CancellationToken,
+    dead_letters_task: JoinHandle<()>,
     stop_status: CancellationToken,
     status_task: JoinHandle<()>,
     stop_delivery: CancellationToken,
@@ -395,6 +415,9 @@ impl Running {
         let _ = self.jobs_task.await;
         self.stop_engine.cancel();
         let _ = self.engine_task.await;
+        // After the engine: the letters of its last batch go out before the connection closes.
+        self.stop_dead_letters.cancel();
+        let _ = self.dead_letters_task.await;
         self.stop_staffing.cancel();
         let _ = self.staffing_task.await;
         self.stop_status.cancel();

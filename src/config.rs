@@ -13,6 +13,13 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// More HTTP/2 connections than this to one provider would be HTTP/1.1 by another name.
 const MAX_HTTP2_CONNECTIONS: u32 = 64;
 
+/// What a QoS 1 publish holds besides its payload, at most: the topic (up to 65,535 bytes)
+/// with its length, and the packet id.
+const MQTT_PUBLISH_OVERHEAD: usize = 2 + 65_535 + 2;
+
+/// The largest packet MQTT can express (its remaining length field tops out here).
+const MQTT_MAX_PACKET: usize = 268_435_455;
+
 /// Why configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -93,6 +100,9 @@ pub struct MqttSettings {
     pub keep_alive_secs: u64,
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// Largest MQTT packet the daemon reads or writes; well above `ingest.max_payload_bytes`,
+    /// so that an oversized event is read and rejected instead of breaking the connection.
+    pub max_packet_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -122,6 +132,8 @@ pub struct ApiSettings {
     pub public_burst: f64,
     /// Largest request body (customer CSV uploads are the large ones).
     pub max_body_bytes: usize,
+    /// Largest request body of the public self-service routes (a preference change).
+    pub public_max_body_bytes: usize,
     /// Map tiles for the console, `{z}/{x}/{y}` template; empty: no tiles (works offline).
     pub tile_url: String,
 }
@@ -129,6 +141,8 @@ pub struct ApiSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct NotifySettings {
     pub momentary_delay_secs: u64,
+    pub critical_momentary_delay_secs: u64,
+    pub late_event_wait_secs: u64,
     pub critical_override_opt_out: bool,
     pub poll_ms: u64,
     pub batch_size: usize,
@@ -321,6 +335,7 @@ impl Settings {
                 "must be between 1 KiB and 16 MiB",
             ));
         }
+        self.validate_packet_size()?;
         if self.ingest.max_vertices < 4 {
             return Err(invalid("ingest.max_vertices", "must be at least 4"));
         }
@@ -342,6 +357,12 @@ impl Settings {
         }
         if self.api.max_body_bytes < 64 * 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 64 KiB"));
+        }
+        if !(1024..=64 * 1024).contains(&self.api.public_max_body_bytes) {
+            return Err(invalid(
+                "api.public_max_body_bytes",
+                "must be between 1 KiB and 64 KiB",
+            ));
         }
         let tiles = &self.api.tile_url;
         if !(tiles.is_empty() || tiles.starts_with("https://") || tiles.starts_with("http://")) {
@@ -373,6 +394,22 @@ impl Settings {
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be `text` or `json`"));
+        }
+        Ok(())
+    }
+
+    /// A packet must hold the largest accepted payload with its topic, or such an event could
+    /// not even be read; MQTT itself allows no more than 256 MiB.
+    fn validate_packet_size(&self) -> Result<(), ConfigError> {
+        let least = self.ingest.max_payload_bytes + MQTT_PUBLISH_OVERHEAD;
+        if !(least..=MQTT_MAX_PACKET).contains(&self.mqtt.max_packet_bytes) {
+            return Err(invalid(
+                "mqtt.max_packet_bytes",
+                &format!(
+                    "must be at least ingest.max_payload_bytes + {MQTT_PUBLISH_OVERHEAD} \
+                     ({least}) and at most {MQTT_MAX_PACKET}"
+                ),
+            ));
         }
         Ok(())
     }
@@ -487,6 +524,23 @@ impl Settings {
     pub fn momentary_delay(&self) -> Duration {
         Duration::from_secs(self.notify.momentary_delay_secs)
     }
+
+    /// When outage notices fall due besides the momentary delay
+    /// (`notify.critical_momentary_delay_secs`, `notify.late_event_wait_secs`).
+    pub fn notice_delays(&self) -> crate::notify::intents::Delays {
+        crate::notify::intents::Delays {
+            critical: Duration::from_secs(self.notify.critical_momentary_delay_secs),
+            late_event: Duration::from_secs(self.notify.late_event_wait_secs),
+        }
+    }
+
+    /// The outage book's rules (`notify.momentary_delay_secs`, `notify.etr_change_minutes`).
+    pub fn outage_rules(&self) -> crate::outage::OutageRules {
+        crate::outage::OutageRules {
+            momentary_delay: self.momentary_delay(),
+            etr_change: Duration::from_secs(self.notify.etr_change_minutes.saturating_mul(60)),
+        }
+    }
 }
 
 fn invalid(key: &'static str, message: &str) -> ConfigError {
@@ -537,7 +591,7 @@ mod tests {
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("mqtt.status_topic"), "{err}");
         type Breaker = fn(&mut Settings);
-        let cases: [(&str, Breaker); 12] = [
+        let cases: [(&str, Breaker); 13] = [
             ("mqtt.client_key", |s| {
                 s.mqtt.client_cert = "client.pem".into()
             }),
@@ -549,6 +603,9 @@ mod tests {
                 s.api.public_rate_per_sec = 0.0
             }),
             ("api.max_body_bytes", |s| s.api.max_body_bytes = 1024),
+            ("api.public_max_body_bytes", |s| {
+                s.api.public_max_body_bytes = 32 * 1024 * 1024
+            }),
             ("api.tile_url", |s| {
                 s.api.tile_url = "tiles/{z}/{x}/{y}.png".into()
             }),
@@ -579,6 +636,19 @@ mod tests {
             let err = s.validate().unwrap_err().to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn packets_must_hold_the_largest_payload() {
+        let mut s = Settings::defaults();
+        assert!(s.mqtt.max_packet_bytes >= 8 * s.ingest.max_payload_bytes);
+        s.ingest.max_payload_bytes = s.mqtt.max_packet_bytes;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("mqtt.max_packet_bytes"), "{err}");
+        s.ingest.max_payload_bytes = 1 << 20;
+        s.mqtt.max_packet_bytes = 300 << 20;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("at most 268435455"), "{err}");
     }
 
     #[test]

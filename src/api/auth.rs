@@ -17,7 +17,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiState};
-use crate::store::{ApiAuditRow, ApiKeyRow, Store, StoreError};
+use crate::store::{ApiAuditRow, ApiKeyRow, Store, StoreError, CUSTOMER_PATHS, CUSTOMER_ROUTE};
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,9 +69,16 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Contacts (phones, e-mails) are shown in full to operators only.
+    /// Customers' contacts (phones, e-mails) are shown in full to operators only.
     pub fn sees_contacts(&self) -> bool {
         self.role == Role::Operator
+    }
+
+    /// Staff's contacts are shown in full to coordinators only: they call crews, operators
+    /// never do. A crew member's number is often a private mobile, reachable at night; each
+    /// role sees the personal data its work needs and no more (docs/API.md).
+    pub fn sees_staff_contacts(&self) -> bool {
+        self.role == Role::Coordinator
     }
 
     /// Who did it, for audit trails written by other layers.
@@ -167,6 +174,7 @@ pub async fn authenticate(State(state): State<ApiState>, request: Request, next:
         .extensions
         .get::<axum::extract::OriginalUri>()
         .map_or_else(|| parts.uri.path().to_owned(), |u| u.path().to_owned());
+    let path = audited_path(&method, path);
     let response = next.run(Request::from_parts(parts, body)).await;
     if method != Method::GET && method != Method::HEAD {
         let row = ApiAuditRow {
@@ -183,6 +191,16 @@ pub async fn authenticate(State(state): State<ApiState>, request: Request, next:
         tracing::info!(key = %row.key_id, role = %row.role, method = %row.method, path = %row.path, status = row.status, "API write");
     }
     response
+}
+
+/// The path an audit row keeps: the path as called, but an erasure's by its route, since the
+/// id in it is the person erased (docs/DATA.md, "Erasure").
+fn audited_path(method: &Method, path: String) -> String {
+    if method == Method::DELETE && path.starts_with(CUSTOMER_PATHS) {
+        CUSTOMER_ROUTE.to_owned()
+    } else {
+        path
+    }
 }
 
 /// Takes the caller the middleware found and checks its role.
@@ -221,6 +239,7 @@ macro_rules! role_extractor {
 role_extractor!(Viewer, "read", [Viewer, Operator, Coordinator]);
 role_extractor!(Operator, "change events, notices and customers", [Operator]);
 role_extractor!(Coordinator, "change staffing", [Coordinator]);
+role_extractor!(Eraser, "erase customers", [Coordinator]);
 
 #[cfg(test)]
 mod tests {
@@ -232,6 +251,20 @@ mod tests {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));
         }
         assert!("admin".parse::<Role>().unwrap_err().contains("admin"));
+    }
+
+    #[test]
+    fn erasures_are_audited_without_the_id() {
+        let path = |m: Method, p: &str| audited_path(&m, p.to_owned());
+        assert_eq!(
+            path(Method::DELETE, "/api/v1/customers/C-17"),
+            "/api/v1/customers/{id}"
+        );
+        assert_eq!(
+            path(Method::PUT, "/api/v1/customers/C-17/preferences"),
+            "/api/v1/customers/C-17/preferences"
+        );
+        assert_eq!(path(Method::DELETE, "/api/v1/staff/S1"), "/api/v1/staff/S1");
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::ingest::mqtt::Inbound;
 use crate::notify::templates::Templates;
 use crate::shared::SharedBook;
 use crate::staffing::callcenter::CallCenterSettings;
-use crate::status::{LatestDocs, LiveEvent};
+use crate::status::{LatestDocs, LiveEvent, NoticeTotals};
 use crate::store::Store;
 
 /// Largest webhook body: provider callbacks are a few hundred bytes.
@@ -62,6 +62,8 @@ pub struct ApiState {
     pub events_filter: String,
     /// The newest status document of every fault.
     pub latest: LatestDocs,
+    /// The outbox's counts for `/metrics`, kept by the status publisher.
+    pub notice_totals: NoticeTotals,
     /// The console's live stream.
     pub live: broadcast::Sender<LiveEvent>,
     /// Asks the staffing loop to re-plan now.
@@ -75,6 +77,8 @@ pub struct ApiState {
     /// `api.tile_url`, for the console.
     pub tile_url: String,
     pub max_body_bytes: usize,
+    /// `api.public_max_body_bytes`: the self-service routes' body limit.
+    pub public_max_body_bytes: usize,
     /// Cancelled when the server stops: live streams end so the graceful stop can finish.
     pub stopping: CancellationToken,
 }
@@ -115,6 +119,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/callcenter", get(staffing::callcenter))
         .route("/customers/import", post(customers::import))
         .route("/customers/{id}", get(customers::one))
+        .route("/customers/{id}", axum::routing::delete(customers::erase))
         .route("/customers/{id}/preferences", put(customers::preferences))
         .route("/audit", get(customers::audit))
         .route("/stream", get(stream::stream))
@@ -134,14 +139,23 @@ pub fn router(state: ApiState) -> Router {
         .route("/webhooks/sms/status", post(twilio::status))
         .route("/webhooks/sms/inbound", post(twilio::inbound))
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES));
+    // Anyone may call these: the client's rate is checked before anything else is done for
+    // the request, and a body is read only up to a few KB (a preference change is ~100 bytes).
+    let public = Router::new()
+        .route("/status", get(selfservice::status))
+        .route("/status/preferences", put(selfservice::preferences))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            selfservice::rate_limit,
+        ))
+        .layer(DefaultBodyLimit::max(state.public_max_body_bytes));
     Router::new()
         .nest("/api/v1", api)
         .merge(metrics)
         .merge(webhooks)
+        .merge(public)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(metrics::readyz))
-        .route("/status", get(selfservice::status))
-        .route("/status/preferences", put(selfservice::preferences))
         .merge(console::routes())
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .with_state(state)

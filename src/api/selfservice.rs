@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -67,24 +69,34 @@ pub struct StatusArgs {
     lat: Option<f64>,
 }
 
-fn limited(state: &ApiState, client: SocketAddr) -> Result<(), ApiError> {
-    state
+/// The public routes' first step: a request takes a token from its client's bucket before its
+/// query or body is read. Every request pays, malformed ones included, and a flood of large
+/// bodies is refused unread (the body limit comes second, at `api.public_max_body_bytes`).
+pub async fn rate_limit(
+    State(state): State<ApiState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let checked = state
         .public_limit
-        .check(client.ip(), std::time::Instant::now())
-        .map_err(|retry_after_secs| ApiError::TooManyRequests { retry_after_secs })
+        .check(client.ip(), std::time::Instant::now());
+    match checked {
+        Ok(()) => next.run(request).await,
+        Err(retry_after_secs) => ApiError::TooManyRequests { retry_after_secs }.into_response(),
+    }
 }
 
 fn unknown() -> ApiError {
     ApiError::NotFound("unknown customer or wrong token".into())
 }
 
-/// `GET /status?customer_id=…&token=…` or `GET /status?lon=…&lat=…`.
+/// `GET /status?customer_id=…&token=…` or `GET /status?lon=…&lat=…` (rate-limited by
+/// [`rate_limit`]).
 pub async fn status(
     State(state): State<ApiState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
     QueryArgs(args): QueryArgs<StatusArgs>,
 ) -> Result<Json<Value>, ApiError> {
-    limited(&state, client)?;
     match (&args.customer_id, &args.token, args.lon, args.lat) {
         (Some(id), Some(token), None, None) => customer_status(&state, id, token).await,
         (None, None, Some(lon), Some(lat)) => {
@@ -103,9 +115,12 @@ async fn customer_status(state: &ApiState, id: &str, token: &str) -> Result<Json
     }
     let mut body = {
         let book = state.book.read();
+        // An erased customer keeps a slot in the index, unplaced, until the erasure completes:
+        // their token answers as for nobody.
         let idx = CustomerId::parse(id)
             .ok()
             .and_then(|cid| book.index().idx_of(&cid))
+            .filter(|&idx| book.index().get(idx).is_placed())
             .ok_or_else(unknown)?;
         let faults: Vec<_> = book
             .faults_of(idx)
@@ -168,14 +183,13 @@ pub struct TokenArgs {
 }
 
 /// `PUT /status/preferences?customer_id=…&token=…`: a customer changes their own channels,
-/// language and quiet hours.
+/// language and quiet hours (rate-limited by [`rate_limit`], the body by
+/// `api.public_max_body_bytes`).
 pub async fn preferences(
     State(state): State<ApiState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
     QueryArgs(args): QueryArgs<TokenArgs>,
     JsonBody(p): JsonBody<Preferences>,
 ) -> Result<Json<Value>, ApiError> {
-    limited(&state, client)?;
     if !state.tokens.verify(&args.customer_id, &args.token) {
         return Err(unknown());
     }

@@ -1,26 +1,30 @@
 //! The ingest engine: takes a batch of inbound payloads, applies them to the outage book,
-//! commits the batch in one transaction, and only then acknowledges, dead-letters and announces.
+//! commits the batch in one transaction, and only then acknowledges and announces. Rejected
+//! payloads are rows of the batch; their dead letters go out from those rows
+//! ([`super::deadletter`]).
 //! Written as one step ([`Engine::process_batch`]) and a loop around it ([`Engine::run`]).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, QoS};
-use serde_json::json;
-use tokio::sync::{broadcast, mpsc};
+use rumqttc::AsyncClient;
+use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
+use super::deadletter::{payload_head, HEAD_BYTES};
 use super::event::{parse_event, FaultEvent, Limits, Rejection};
 use super::mqtt::{Backoff, Inbound, Verdict};
 use crate::clock::Clock;
 use crate::domain::FaultId;
+use crate::notify::intents::Delays;
 use crate::notify::pause::ClaimPause;
 use crate::outage::{Applied, OutageBook, OutageChange};
 use crate::shared::SharedBook;
 use crate::store::{
-    millis, BatchWrite, EventRecord, EventStatus, FaultRow, MemberOp, Store, StoreError,
+    millis, payload_digest, BatchWrite, EventRecord, EventStatus, FaultRow, MemberOp, Store,
+    StoreError,
 };
 
 /// What the engine needs besides the store and the book.
@@ -28,10 +32,9 @@ use crate::store::{
 pub struct EngineConfig {
     pub limits: Limits,
     pub batch_size: usize,
-    pub deadletter_topic: String,
     pub reload_every: Duration,
-    /// An ETR move at least this large is announced (`notify.etr_change_minutes`).
-    pub etr_change: Duration,
+    /// When outage notices fall due, besides the book's momentary delay.
+    pub delays: Delays,
 }
 
 /// Outputs of the engine, for the status publisher and whoever else listens.
@@ -44,6 +47,8 @@ pub struct EngineOutputs {
     /// Held while a batch writes a large set of notice rows: the delivery worker waits for
     /// the commit instead of walking uncommitted rows.
     pub claims: ClaimPause,
+    /// Wakes the dead-letter publisher after a commit that stored a rejection.
+    pub dead_letters: Arc<Notify>,
 }
 
 /// Counts of one batch, by what became of each payload.
@@ -73,11 +78,14 @@ pub struct Engine {
 /// What a batch will write, built while applying it to the book.
 #[derive(Default)]
 struct Pending {
-    etr_change: chrono::Duration,
+    delays: Delays,
+    /// When the daemon learned of what the batch applies (see [`crate::notify::intents`]).
+    now: DateTime<Utc>,
     write: BatchWrite,
     touched: Vec<FaultId>,
     changes: Vec<OutageChange>,
-    dead_letters: Vec<(Vec<u8>, String, Rejection)>,
+    /// (topic, rejection) of the payloads rejected, for the log after the commit.
+    rejected: Vec<(String, Rejection)>,
     outcome: BatchOutcome,
     /// One per message of the batch, in order.
     verdicts: Vec<Verdict>,
@@ -176,13 +184,8 @@ impl Engine {
     }
 
     async fn reload_book(&mut self) -> Result<(), StoreError> {
-        let delay = self
-            .book
-            .read()
-            .momentary_delay()
-            .to_std()
-            .unwrap_or_default();
-        let (book, seen) = crate::shared::load_book(&self.store, delay).await?;
+        let rules = self.book.read().rules();
+        let (book, seen) = crate::shared::load_book(&self.store, rules).await?;
         *self.book.write() = book;
         self.customers_seen_ms = seen;
         Ok(())
@@ -209,10 +212,11 @@ impl Engine {
             .map(|e| e.event_id.as_str().to_owned())
             .collect();
         let mut seen = self.store.accepted_event_ids(&ids).await?;
-        let mut pending = Pending::new(self.config.etr_change);
+        let mut known = self.rejected_before(batch, &parsed).await?;
+        let mut pending = Pending::new(self.config.delays, now);
         for (msg, parsed) in batch.iter().zip(parsed) {
             match parsed {
-                Err(rejection) => pending.reject(msg, rejection, now),
+                Err(rejection) => pending.reject(msg, rejection, &mut known, now),
                 Ok(event) => {
                     // `insert` is false for an id accepted before, or earlier in this batch.
                     let (status, reason) = if seen.insert(event.event_id.as_str().to_owned()) {
@@ -237,6 +241,32 @@ impl Engine {
             "batch committed"
         );
         Ok((outcome, verdicts))
+    }
+
+    /// The digests of this batch's rejections over MQTT that were rejected before: the broker
+    /// delivering them again (see [`Pending::reject`]).
+    async fn rejected_before(
+        &self,
+        batch: &[Inbound],
+        parsed: &[Result<FaultEvent, Rejection>],
+    ) -> Result<HashSet<String>, StoreError> {
+        let digests: Vec<String> = batch
+            .iter()
+            .zip(parsed)
+            .filter(|(msg, _)| msg.receipt.is_some())
+            .filter_map(|(msg, parsed)| {
+                let r = parsed.as_ref().err()?;
+                Some(payload_digest(
+                    &msg.topic,
+                    &stored_reason(r),
+                    kept(&msg.payload, r),
+                ))
+            })
+            .collect();
+        if digests.is_empty() {
+            return Ok(HashSet::new());
+        }
+        self.store.rejected_digests(&digests).await
     }
 
     fn apply(
@@ -289,23 +319,13 @@ impl Engine {
                     tracing::warn!(error = %e, "cannot acknowledge; the broker will redeliver");
                 }
             }
-            for (payload, topic, rejection) in &pending.dead_letters {
-                let letter = dead_letter(payload, topic, rejection);
-                if let Err(e) = client
-                    .publish(
-                        self.config.deadletter_topic.clone(),
-                        QoS::AtLeastOnce,
-                        false,
-                        letter,
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot publish dead letter (it is stored)");
-                }
-            }
         }
-        for (_, topic, r) in &pending.dead_letters {
+        for (topic, r) in &pending.rejected {
             tracing::warn!(code = r.code, reason = %r.reason, topic = %topic, "event rejected");
+        }
+        if !pending.rejected.is_empty() {
+            // The rows are committed: their letters go out from them, once each.
+            self.out.dead_letters.notify_one();
         }
         for id in pending.touched {
             let _ = self.out.dirty.send(id);
@@ -363,7 +383,7 @@ impl Engine {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut pending = Pending::new(self.config.etr_change);
+        let mut pending = Pending::new(self.config.delays, self.clock.now());
         {
             let book = self.book.read();
             for change in changes {
@@ -381,11 +401,30 @@ fn log_failure(what: &str, result: Result<(), StoreError>) {
 }
 
 impl Pending {
-    fn reject(&mut self, msg: &Inbound, rejection: Rejection, now: DateTime<Utc>) {
+    /// Records a rejected payload; its dead letter goes out from the stored row after the
+    /// commit. A payload over the size limit is kept by its head only. One the broker delivers
+    /// again (its acknowledgement was lost, or the daemon stopped before sending it) is found
+    /// among `known` (rejected before, or earlier in this batch) by its digest, and recorded as
+    /// a duplicate: without a second copy of the payload, and without a second letter.
+    fn reject(
+        &mut self,
+        msg: &Inbound,
+        rejection: Rejection,
+        known: &mut HashSet<String>,
+        now: DateTime<Utc>,
+    ) {
+        let reason = stored_reason(&rejection);
+        let payload = kept(&msg.payload, &rejection);
+        // Only a broker redelivers: a post over HTTP is answered, and rejected, every time.
+        let digest = || payload_digest(&msg.topic, &reason, payload);
+        if msg.receipt.is_some() && !known.insert(digest()) {
+            self.rejected_again(msg, rejection, &reason, now);
+            return;
+        }
         self.count(EventStatus::Rejected);
         self.verdicts.push(Verdict {
             status: EventStatus::Rejected,
-            reason: Some(format!("{}: {}", rejection.code, rejection.reason)),
+            reason: Some(reason.clone()),
         });
         self.write.events.push(EventRecord {
             event_id: rejection.event_id.clone(),
@@ -393,13 +432,38 @@ impl Pending {
             kind: None,
             seq: None,
             topic: msg.topic.clone(),
-            payload: msg.payload.clone(),
+            payload: payload.to_vec(),
             received_at: now,
             status: EventStatus::Rejected,
-            reason: Some(format!("{}: {}", rejection.code, rejection.reason)),
+            reason: Some(reason),
         });
-        self.dead_letters
-            .push((msg.payload.clone(), msg.topic.clone(), rejection));
+        self.rejected.push((msg.topic.clone(), rejection));
+    }
+
+    fn rejected_again(
+        &mut self,
+        msg: &Inbound,
+        rejection: Rejection,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) {
+        let reason = format!("rejected before: {reason}");
+        self.count(EventStatus::Duplicate);
+        self.verdicts.push(Verdict {
+            status: EventStatus::Duplicate,
+            reason: Some(reason.clone()),
+        });
+        self.write.events.push(EventRecord {
+            event_id: rejection.event_id,
+            fault_id: rejection.fault_id,
+            kind: None,
+            seq: None,
+            topic: msg.topic.clone(),
+            payload: Vec::new(),
+            received_at: now,
+            status: EventStatus::Duplicate,
+            reason: Some(reason),
+        });
     }
 
     fn record(
@@ -421,7 +485,12 @@ impl Pending {
             kind: Some(event.kind.as_str().to_owned()),
             seq: event.seq.map(|s| s as i64),
             topic: msg.topic.clone(),
-            payload: msg.payload.clone(),
+            // The first copy is stored with its accepted row; a redelivery would only repeat it.
+            payload: if status == EventStatus::Duplicate {
+                Vec::new()
+            } else {
+                msg.payload.clone()
+            },
             received_at: now,
             status,
             reason,
@@ -479,40 +548,33 @@ impl Pending {
                 at,
             });
         }
-        crate::notify::intents::plan(&change, book, self.etr_change, &mut self.write);
+        crate::notify::intents::plan(&change, book, self.delays, self.now, &mut self.write);
         self.touched.push(change.fault_id.clone());
         self.changes.push(change);
     }
 }
 
 impl Pending {
-    fn new(etr_change: Duration) -> Self {
+    fn new(delays: Delays, now: DateTime<Utc>) -> Self {
         Self {
-            etr_change: chrono::Duration::from_std(etr_change).unwrap_or(chrono::Duration::MAX),
+            delays,
+            now,
             ..Self::default()
         }
     }
 }
 
-/// The dead-letter document: the payload unchanged (as text when it is UTF-8, else base64),
-/// wrapped with the reason, so MQTT 3.1.1 brokers can carry it too.
-pub fn dead_letter(payload: &[u8], topic: &str, r: &Rejection) -> Vec<u8> {
-    let body = match std::str::from_utf8(payload) {
-        Ok(text) => json!({ "payload": text }),
-        Err(_) => {
-            json!({ "payload_base64": base64::engine::general_purpose::STANDARD.encode(payload) })
-        }
-    };
-    let mut doc = json!({
-        "reason": r.reason,
-        "code": r.code,
-        "topic": topic,
-        "event_id": r.event_id,
-        "fault_id": r.fault_id,
-        "rejected_at": Utc::now().to_rfc3339(),
-    });
-    if let (Some(doc), Some(body)) = (doc.as_object_mut(), body.as_object()) {
-        doc.extend(body.clone());
+/// A rejection's reason as stored, answered and digested: `code: reason`.
+fn stored_reason(r: &Rejection) -> String {
+    format!("{}: {}", r.code, r.reason)
+}
+
+/// What is stored of a rejected payload: all of it, but only the head of one over the size
+/// limit (storing and republishing megabytes is what the limit is there to prevent).
+fn kept<'a>(payload: &'a [u8], r: &Rejection) -> &'a [u8] {
+    if r.code == "too_large" {
+        payload_head(payload, HEAD_BYTES)
+    } else {
+        payload
     }
-    doc.to_string().into_bytes()
 }

@@ -7,8 +7,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::domain::{EventId, FaultId, Skill};
+use crate::domain::{excerpt, Device, EventId, FaultId, Skill};
 use crate::mapping::{parse_area, AreaShape};
+
+/// The largest circle an event may describe (`radius_m`), in metres: 200 km. A larger area is
+/// sent as a polygon; a circle of 1e308 m was once accepted and put every customer out.
+pub const MAX_RADIUS_M: f64 = 200_000.0;
+
+/// Problems named in one rejection; the rest are counted. A `crew_needs` of ten thousand
+/// unknown skills must not make a reason ten thousand lines long.
+const MAX_PROBLEMS: usize = 20;
 
 /// What happened to a fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,11 +112,21 @@ pub struct FaultEvent {
     pub devices: Vec<String>,
     pub cause: Option<&'static str>,
     pub severity: Option<Severity>,
-    pub etr: Option<DateTime<Utc>>,
+    pub etr: Etr,
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
     pub crew_needs: BTreeMap<Skill, u32>,
     pub note: Option<String>,
+}
+
+/// What an event says of the estimated time of restoration: nothing (`etr` absent), that
+/// there is none at the moment (`"etr": null`), or a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Etr {
+    #[default]
+    Unchanged,
+    Withdrawn,
+    At(DateTime<Utc>),
 }
 
 /// Why a payload was refused. `code` is stable for machines, `reason` is for people.
@@ -131,13 +149,34 @@ pub struct Limits {
 struct Problems {
     code: Option<&'static str>,
     reasons: Vec<String>,
+    /// Problems found beyond [`MAX_PROBLEMS`].
+    more: usize,
 }
 
 impl Problems {
     fn add(&mut self, code: &'static str, reason: impl Into<String>) {
         self.code.get_or_insert(code);
-        self.reasons.push(reason.into());
+        if self.reasons.len() < MAX_PROBLEMS {
+            self.reasons.push(reason.into());
+        } else {
+            self.more += 1;
+        }
     }
+
+    /// The reasons for people, `; `-separated, with a count of those left out.
+    fn reason(&self) -> String {
+        let mut reason = self.reasons.join("; ");
+        if self.more > 0 {
+            reason.push_str(&format!("; and {} more problems", self.more));
+        }
+        reason
+    }
+}
+
+/// A value of the payload as a reason quotes it: JSON, escaped and cut (`domain::excerpt`),
+/// since the reason goes to the database, the log, the dead letter and the API.
+fn quoted(value: &Value) -> String {
+    excerpt(&value.to_string())
 }
 
 /// Parses and validates one payload.
@@ -169,21 +208,18 @@ pub fn parse_event(payload: &[u8], limits: Limits) -> Result<FaultEvent, Rejecti
     let mut problems = Problems {
         code: None,
         reasons: Vec::new(),
+        more: 0,
     };
     let event = read_fields(&obj, limits, &mut problems);
     match (event, problems.code) {
         (Some(event), None) => Ok(event),
         (_, code) => Err(Rejection {
             code: code.unwrap_or("invalid"),
-            reason: problems.reasons.join("; "),
-            event_id: obj
-                .get("event_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            fault_id: obj
-                .get("fault_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            reason: problems.reason(),
+            // As given, for the operator to find the event by, but escaped and cut: an id
+            // that failed validation may be a megabyte long or hold a line break.
+            event_id: obj.get("event_id").and_then(Value::as_str).map(excerpt),
+            fault_id: obj.get("fault_id").and_then(Value::as_str).map(excerpt),
         }),
     }
 }
@@ -193,7 +229,7 @@ fn read_fields(obj: &Map<String, Value>, limits: Limits, p: &mut Problems) -> Op
         Some(v) if v.as_u64() == Some(1) => {}
         Some(v) => p.add(
             "unsupported_version",
-            format!("`v` is {v}; this daemon speaks version 1"),
+            format!("`v` is {}; this daemon speaks version 1", quoted(v)),
         ),
         None => p.add("missing_field", "`v` is required"),
     }
@@ -207,7 +243,10 @@ fn read_fields(obj: &Map<String, Value>, limits: Limits, p: &mut Problems) -> Op
         Some((k, None)) => {
             p.add(
                 "bad_kind",
-                format!("`kind` {k} is not one of detected, updated, restored, planned, cancelled"),
+                format!(
+                    "`kind` {} is not one of detected, updated, restored, planned, cancelled",
+                    quoted(k)
+                ),
             );
             None
         }
@@ -219,12 +258,19 @@ fn read_fields(obj: &Map<String, Value>, limits: Limits, p: &mut Problems) -> Op
     let seq = match obj.get("seq") {
         None | Some(Value::Null) => None,
         Some(v) => v.as_u64().or_else(|| {
-            p.add("bad_seq", format!("`seq` {v} must be an integer ≥ 0"));
+            p.add(
+                "bad_seq",
+                format!("`seq` {} must be an integer ≥ 0", quoted(v)),
+            );
             None
         }),
     };
     let occurred_at = time_field(obj, "occurred_at", true, p);
-    let etr = time_field(obj, "etr", false, p);
+    let etr = match obj.get("etr") {
+        None => Etr::Unchanged,
+        Some(Value::Null) => Etr::Withdrawn,
+        Some(_) => time_field(obj, "etr", false, p).map_or(Etr::Unchanged, Etr::At),
+    };
     let starts_at = time_field(obj, "starts_at", false, p);
     let ends_at = time_field(obj, "ends_at", false, p);
     let area = area_field(obj, limits, p);
@@ -280,7 +326,10 @@ fn id_field<T, E: std::fmt::Display>(
             .map_err(|e| p.add("bad_id", format!("`{key}`: {e}")))
             .ok(),
         Some(other) => {
-            p.add("bad_id", format!("`{key}` must be a string, got {other}"));
+            p.add(
+                "bad_id",
+                format!("`{key}` must be a string, got {}", quoted(other)),
+            );
             None
         }
         None => {
@@ -308,7 +357,10 @@ fn time_field(
             _ => {
                 p.add(
                     "bad_time",
-                    format!("`{key}` {v} is not an RFC 3339 time (e.g. 2026-11-23T14:05:00Z)"),
+                    format!(
+                        "`{key}` {} is not an RFC 3339 time (e.g. 2026-11-23T14:05:00Z)",
+                        quoted(v)
+                    ),
                 );
                 None
             }
@@ -320,10 +372,13 @@ fn area_field(obj: &Map<String, Value>, limits: Limits, p: &mut Problems) -> Opt
     let radius = obj.get("radius_m");
     let radius_m = radius.and_then(Value::as_f64);
     if let Some(r) = radius {
-        if !radius_m.is_some_and(|r| r.is_finite() && r > 0.0) {
+        if !radius_m.is_some_and(|r| r.is_finite() && r > 0.0 && r <= MAX_RADIUS_M) {
             p.add(
                 "bad_area",
-                format!("`radius_m` {r} must be a number > 0 (metres)"),
+                format!(
+                    "`radius_m` {} must be a number > 0 and at most {MAX_RADIUS_M} (metres)",
+                    quoted(r)
+                ),
             );
         }
     }
@@ -354,14 +409,14 @@ fn devices_field(obj: &Map<String, Value>, p: &mut Problems) -> Vec<String> {
         Some(items)
             if items
                 .iter()
-                .all(|d| d.is_some_and(|d| !d.is_empty() && d.len() <= 256)) =>
+                .all(|d| d.is_some_and(|d| Device::parse(d).is_ok())) =>
         {
             items.into_iter().flatten().map(str::to_owned).collect()
         }
         _ => {
             p.add(
                 "bad_devices",
-                "`devices` must be an array of non-empty strings (≤ 256 characters)",
+                "`devices` must be an array of non-empty strings (≤ 256 characters, no control characters)",
             );
             Vec::new()
         }
@@ -389,7 +444,10 @@ fn descriptive_fields(obj: &Map<String, Value>, p: &mut Problems) -> Descriptive
         if parsed.is_none() {
             p.add(
                 "bad_severity",
-                format!("`severity` {s} is not one of minor, major, critical"),
+                format!(
+                    "`severity` {} is not one of minor, major, critical",
+                    quoted(s)
+                ),
             );
         }
         parsed
@@ -406,7 +464,7 @@ fn descriptive_fields(obj: &Map<String, Value>, p: &mut Problems) -> Descriptive
                         (Err(e), _) => p.add("bad_crew_needs", format!("`crew_needs`: {e}")),
                         _ => p.add(
                             "bad_crew_needs",
-                            format!("`crew_needs.{skill}` must be an integer 0..1000"),
+                            format!("`crew_needs.{}` must be an integer 0..1000", excerpt(skill)),
                         ),
                     }
                 }
@@ -447,7 +505,7 @@ mod tests {
         assert_eq!(e.kind, EventKind::Detected);
         assert_eq!(e.seq, Some(1));
         assert_eq!(e.cause, Some("tree_contact"));
-        assert!(e.etr.is_some() && e.area.is_some());
+        assert!(matches!(e.etr, Etr::At(_)) && e.area.is_some());
     }
 
     #[test]
@@ -489,5 +547,70 @@ mod tests {
         assert_eq!(e.cause, Some("unknown"));
         assert_eq!(e.crew_needs.get(&Skill::Lineworker), Some(&4));
         assert_eq!(e.occurred_at.to_rfc3339(), "2026-11-23T08:00:00+00:00");
+    }
+
+    fn circle(radius: &str) -> Result<FaultEvent, Rejection> {
+        let raw = format!(
+            r#"{{"v":1,"event_id":"e","fault_id":"f","kind":"detected","occurred_at":"2026-11-23T09:00:00Z","area":{{"type":"Point","coordinates":[11.8,53.4]}},"radius_m":{radius}}}"#
+        );
+        parse_event(raw.as_bytes(), LIMITS)
+    }
+
+    #[test]
+    fn radius_has_a_maximum() {
+        assert!(circle("200000").is_ok());
+        for radius in ["200000.5", "1e308", "0", "-1"] {
+            let r = circle(radius).unwrap_err();
+            assert_eq!(r.code, "bad_area", "{radius}");
+            assert!(r.reason.contains("at most 200000"), "{}", r.reason);
+        }
+    }
+
+    #[test]
+    fn reasons_quote_values_escaped_and_cut() {
+        let huge = "k".repeat(500_000);
+        let raw = serde_json::json!({
+            "v": 1, "event_id": "e\r\nINFO forged", "fault_id": format!("F\n{huge}"),
+            "kind": huge, "occurred_at": "2026-11-23T09:00:00Z", "devices": ["x"],
+        })
+        .to_string();
+        let r = parse_event(raw.as_bytes(), LIMITS).unwrap_err();
+        assert_eq!(r.code, "bad_id");
+        assert!(r.reason.len() < 2000, "{} bytes", r.reason.len());
+        assert!(
+            r.reason.contains(" characters) is not one of"),
+            "{}",
+            r.reason
+        );
+        let ids = [r.event_id.clone().unwrap(), r.fault_id.clone().unwrap()];
+        assert_eq!(ids[0], "e\\r\\nINFO forged");
+        assert!(
+            ids[1].starts_with("F\\n") && ids[1].len() < 300,
+            "{}",
+            ids[1]
+        );
+        for text in [&r.reason, &ids[0], &ids[1]] {
+            assert!(!text.contains(['\r', '\n', '\0']), "{text}");
+        }
+    }
+
+    #[test]
+    fn problems_are_counted_beyond_the_first_twenty() {
+        let needs: Map<String, Value> = (0..1000)
+            .map(|i| (format!("juggler{i:04}"), Value::from(1)))
+            .collect();
+        let raw = serde_json::json!({
+            "v": 1, "event_id": "e", "fault_id": "f", "kind": "restored",
+            "occurred_at": "2026-11-23T09:00:00Z", "crew_needs": needs,
+        })
+        .to_string();
+        let r = parse_event(raw.as_bytes(), LIMITS).unwrap_err();
+        assert_eq!(r.code, "bad_crew_needs");
+        assert_eq!(r.reason.matches("unknown skill").count(), MAX_PROBLEMS);
+        assert!(
+            r.reason.ends_with("; and 980 more problems"),
+            "{}",
+            r.reason
+        );
     }
 }

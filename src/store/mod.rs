@@ -7,6 +7,7 @@ mod bulk;
 mod copy;
 mod delivery;
 mod directory;
+mod erasure;
 mod events;
 mod faults;
 mod inbound;
@@ -24,12 +25,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use api::{ApiAuditRow, ApiKeyRow, CustomerView, NoticeQuery, NoticeRow, Resend};
+pub use api::{ApiAuditRow, ApiKeyRow, CustomerView, NoticeGroup, NoticeQuery, NoticeRow, Resend};
 pub use delivery::{
-    BadContact, Claim, ClaimRequest, ClaimedNotice, ContactRow, NoticeOutcome, NoticeView,
-    QueueKey, RelatedState,
+    BadContact, Claim, ClaimRequest, ClaimedNotice, ContactRow, Dependency, NoticeOutcome,
+    NoticeView, QueueKey, RelatedState,
 };
-pub use events::{EventRecord, EventStatus, StoredEvent};
+pub use erasure::{Erasure, CUSTOMER_PATHS, CUSTOMER_ROUTE};
+pub use events::{payload_digest, DeadLetterRow, EventRecord, EventStatus, StoredEvent};
 pub use faults::{BatchWrite, FaultRow, MemberOp};
 pub use inbound::{Receipt, ReceiptEffect, Replier};
 pub use notices::{EpisodeEnd, EpisodeStart, NoticeIntent, Suppression};

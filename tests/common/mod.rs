@@ -593,6 +593,11 @@ pub fn daemon_command(settings: &Settings) -> std::process::Command {
             &settings.mqtt.deadletter_topic,
         )
         .env("FAULTLINE__MQTT__STATUS_TOPIC", &settings.mqtt.status_topic)
+        // Events days old are late events: see `test_settings`.
+        .env(
+            "FAULTLINE__NOTIFY__LATE_EVENT_WAIT_SECS",
+            settings.notify.late_event_wait_secs.to_string(),
+        )
         .env("FAULTLINE__LOG__FILTER", "warn")
         .env("FAULTLINE__API__BIND", "127.0.0.1:0")
         .stdout(std::process::Stdio::null())
