@@ -476,6 +476,14 @@ impl Settings {
 
     fn validate_notify(&self) -> Result<(), ConfigError> {
         let n = &self.notify;
+        // A longer wait for critical customers would tell them "back" (a trip between the two
+        // windows is not momentary) without ever having told them "out".
+        if n.critical_momentary_delay_secs > n.momentary_delay_secs {
+            return Err(invalid(
+                "notify.critical_momentary_delay_secs",
+                "must not exceed notify.momentary_delay_secs",
+            ));
+        }
         if n.stale_sending_secs == 0 {
             return Err(invalid("notify.stale_sending_secs", "must be at least 1"));
         }
@@ -591,7 +599,7 @@ mod tests {
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("mqtt.status_topic"), "{err}");
         type Breaker = fn(&mut Settings);
-        let cases: [(&str, Breaker); 13] = [
+        let cases: [(&str, Breaker); 14] = [
             ("mqtt.client_key", |s| {
                 s.mqtt.client_cert = "client.pem".into()
             }),
@@ -628,6 +636,9 @@ mod tests {
             }),
             ("channels.webhook.http2_connections", |s| {
                 s.channels.webhook.http2_connections = 65
+            }),
+            ("notify.critical_momentary_delay_secs", |s| {
+                s.notify.critical_momentary_delay_secs = 301
             }),
         ];
         for (key, break_it) in cases {

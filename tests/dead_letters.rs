@@ -113,6 +113,7 @@ fn rejected_row(topic: &str, payload: &[u8], reason: &str) -> BatchWrite {
             received_at: "2026-11-23T14:05:01Z".parse().unwrap(),
             status: EventStatus::Rejected,
             reason: Some(reason.into()),
+            digest: Some(faultline::store::payload_digest(topic, reason, payload)),
         }],
         now: 1_795_442_701_000,
         ..Default::default()

@@ -223,7 +223,8 @@ async fn critical_customers_are_told_at_once(backend: Backend) {
 }
 
 /// Point 2: six slips of 20 minutes against the 30-minute threshold are announced three times
-/// (at +40, +80 and +120 minutes), and a withdrawal once, in each customer's language.
+/// (at +40, +80 and +120 minutes), a withdrawal once, in each customer's language, and the
+/// same ETR given again after the withdrawal is announced again.
 async fn drifting_and_withdrawn_etrs(backend: Backend) {
     let mut kit = start(backend, 0).await;
     let etr = |minutes: i64| rfc3339(at(2 * 3600 + minutes * 60));
@@ -240,11 +241,16 @@ async fn drifting_and_withdrawn_etrs(backend: Backend) {
     // Each announcement goes to both customers; earlier ones may give way to later ones
     // before they are sent, so count what was created: three estimates and one withdrawal.
     wait_settled(&kit.store, "E-1", "etr_update").await;
-    let mut variants = kit
+    let variants = kit
         .store
         .notice_variants("E-1", "etr_update")
         .await
         .unwrap();
+    // A variant names the ETR, then `@` and when it was announced.
+    let mut variants: Vec<String> = variants
+        .into_iter()
+        .map(|v| v.split('@').next().unwrap().to_owned())
+        .collect();
     variants.sort();
     let (t40, t80, t120) = (
         at(2 * 3600 + 40 * 60).timestamp_millis(),
@@ -274,6 +280,27 @@ async fn drifting_and_withdrawn_etrs(backend: Backend) {
         (1, 1),
         "{sent:?}"
     );
+    // The ETR withdrawn comes back: news again, though both customers were told it before.
+    let again = format!(r#","etr":"{}""#, etr(120));
+    kit.event("E-1", "updated", 9, 480, &again).await;
+    eventually("the ETR given again is announced", || async {
+        kit.store
+            .notice_variants("E-1", "etr_update")
+            .await
+            .unwrap()
+            .len()
+            == 10
+    })
+    .await;
+    wait_settled(&kit.store, "E-1", "etr_update").await;
+    for who in ["K1", "K2"] {
+        let last = read_lines(&kit.log)
+            .into_iter()
+            .rfind(|l| l["customer_id"] == who && l["kind"] == "etr_update")
+            .unwrap();
+        let body = last["body"].as_str().unwrap();
+        assert!(body.contains("15:00"), "{who}: {body}");
+    }
     kit.running.shutdown().await;
 }
 

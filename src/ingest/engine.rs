@@ -416,8 +416,8 @@ impl Pending {
         let reason = stored_reason(&rejection);
         let payload = kept(&msg.payload, &rejection);
         // Only a broker redelivers: a post over HTTP is answered, and rejected, every time.
-        let digest = || payload_digest(&msg.topic, &reason, payload);
-        if msg.receipt.is_some() && !known.insert(digest()) {
+        let digest = payload_digest(&msg.topic, &reason, payload);
+        if msg.receipt.is_some() && !known.insert(digest.clone()) {
             self.rejected_again(msg, rejection, &reason, now);
             return;
         }
@@ -436,6 +436,7 @@ impl Pending {
             received_at: now,
             status: EventStatus::Rejected,
             reason: Some(reason),
+            digest: Some(digest),
         });
         self.rejected.push((msg.topic.clone(), rejection));
     }
@@ -463,6 +464,7 @@ impl Pending {
             received_at: now,
             status: EventStatus::Duplicate,
             reason: Some(reason),
+            digest: None,
         });
     }
 
@@ -494,6 +496,7 @@ impl Pending {
             received_at: now,
             status,
             reason,
+            digest: None,
         });
     }
 

@@ -23,6 +23,12 @@ pub struct Delays {
 /// episode's outage notice went out, or may have ([`super::supersede`]).
 pub const MOMENTARY: &str = "momentary";
 
+/// How much sooner than its window an outage notice is taken as possibly due when a momentary
+/// restoration is planned: `now` is read as the batch begins, seconds before it commits, and
+/// another daemon's clock may run a little ahead. Only trips within this margin of their window
+/// write a restoration row that delivery then suppresses.
+const DUE_MARGIN_SECS: i64 = 60;
+
 /// Episodes and notice intents for a change: one outage notice per episode, due once the
 /// momentary window has passed; one restoration notice when the episode ends. A momentary
 /// episode's queued outage notice is suppressed instead, and its restoration notice is
@@ -92,9 +98,9 @@ pub fn plan(
         write.episode_ends.push(end);
         let variant = if change.at - started < book.momentary_delay() {
             momentary.push((id.clone(), start));
-            // The outage notice falls due no sooner than `started + window`: before that it
-            // is still queued, and the suppression below is the whole story.
-            if now - started < window(c) {
+            // The outage notice falls due no sooner than `started + window`: well before that
+            // it is still queued, and the suppression below is the whole story.
+            if now - started + Duration::seconds(DUE_MARGIN_SECS) < window(c) {
                 continue;
             }
             MOMENTARY
@@ -124,7 +130,9 @@ pub fn plan(
 }
 
 /// An `etr_update` for every customer this fault holds out, when the change makes its ETR news
-/// ([`EtrNews`]): variant the announced ETR (epoch ms), or `withdrawn:` and the ETR withdrawn.
+/// ([`EtrNews`]): variant the announced ETR (epoch ms), or `withdrawn:` and the ETR withdrawn,
+/// then `@` and the change's time, so that an ETR announced again in the same episode
+/// (18:00, withdrawn, 18:00) is a notice of its own and not a conflict with the first.
 /// Customers who went out in this very change are left out: their outage notice carries it.
 fn plan_etr_update(change: &OutageChange, book: &OutageBook, write: &mut BatchWrite) {
     let (Some(fault), Some(news)) = (book.fault(&change.fault_id), change.etr_news) else {
@@ -134,8 +142,8 @@ fn plan_etr_update(change: &OutageChange, book: &OutageBook, write: &mut BatchWr
         return;
     }
     let variant = match news {
-        EtrNews::Estimate(etr) => millis(etr).to_string(),
-        EtrNews::Withdrawn { was } => format!("withdrawn:{}", millis(was)),
+        EtrNews::Estimate(etr) => format!("{}@{}", millis(etr), millis(change.at)),
+        EtrNews::Withdrawn { was } => format!("withdrawn:{}@{}", millis(was), millis(change.at)),
     };
     let fresh: HashSet<CustomerIdx> = change.now_out.iter().copied().collect();
     for &c in fault.affected.iter().filter(|c| !fresh.contains(c)) {

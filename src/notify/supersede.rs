@@ -46,7 +46,9 @@ pub enum EtrUpdate {
 }
 
 impl EtrUpdate {
+    /// Reads a variant; what follows an `@` (when the ETR was announced) is left aside.
     pub fn parse(variant: &str) -> Option<Self> {
+        let variant = variant.split_once('@').map_or(variant, |(head, _)| head);
         let number = |s: &str| s.parse().ok();
         if let Some(etr) = variant.strip_prefix("passed:") {
             number(etr).map(Self::Passed)
@@ -229,6 +231,11 @@ mod tests {
             Some(EtrUpdate::Withdrawn(17))
         );
         assert_eq!(EtrUpdate::parse("17"), Some(EtrUpdate::Estimate(17)));
+        assert_eq!(EtrUpdate::parse("17@99"), Some(EtrUpdate::Estimate(17)));
+        assert_eq!(
+            EtrUpdate::parse("withdrawn:17@99"),
+            Some(EtrUpdate::Withdrawn(17))
+        );
         assert_eq!(EtrUpdate::parse("soon"), None);
     }
 

@@ -48,6 +48,8 @@ pub struct EventRecord {
     pub received_at: DateTime<Utc>,
     pub status: EventStatus,
     pub reason: Option<String>,
+    /// A rejected payload's [`payload_digest`], by which a redelivery of it is recognised.
+    pub digest: Option<String>,
 }
 
 /// A rejected event whose dead letter is due (`ingest::deadletter`).
@@ -247,15 +249,14 @@ impl Store {
         Ok(())
     }
 
-    /// Which of these [`payload_digest`]s belong to a payload rejected before. Rejected rows
-    /// without a digest get theirs first: the rows of batches since the last look (the batch's
-    /// own statement does not write it) and rows older than migration 0015. So a redelivery
-    /// is recognised however the daemon that stored the first copy stopped.
+    /// Which of these [`payload_digest`]s belong to a payload rejected before. Every rejected
+    /// row is stored with its digest, so a redelivery is recognised however the daemon that
+    /// stored the first copy stopped. Rows older than migration 0015 have none: a payload
+    /// rejected before the upgrade and redelivered after it is dead-lettered once more.
     pub async fn rejected_digests(
         &self,
         digests: &[String],
     ) -> Result<HashSet<String>, StoreError> {
-        self.digest_rejected().await?;
         let mut found = HashSet::new();
         for chunk in digests.chunks(CHUNK_ROWS) {
             let rows: Vec<String> = on_pool!(self, pool, Db => {
@@ -272,25 +273,5 @@ impl Store {
             found.extend(rows);
         }
         Ok(found)
-    }
-
-    /// Gives every rejected row without a digest its digest, a hundred rows at a time.
-    async fn digest_rejected(&self) -> Result<(), StoreError> {
-        let select = "SELECT id, topic, reason, payload FROM events \
-                      WHERE status = 'rejected' AND payload_digest IS NULL ORDER BY id LIMIT 100";
-        let update = "UPDATE events SET payload_digest = $1 WHERE id = $2";
-        loop {
-            let rows: Vec<(i64, String, Option<String>, Vec<u8>)> = on_pool!(self, pool, _Db =>
-                sqlx::query_as(select).fetch_all(pool).await?);
-            if rows.is_empty() {
-                return Ok(());
-            }
-            for (id, topic, reason, payload) in rows {
-                let digest = payload_digest(&topic, reason.as_deref().unwrap_or(""), &payload);
-                on_pool!(self, pool, _Db => {
-                    sqlx::query(update).bind(digest).bind(id).execute(pool).await?;
-                });
-            }
-        }
     }
 }

@@ -176,12 +176,13 @@ impl Store {
             let mut tx = pool.begin().await?;
             for chunk in events.chunks(CHUNK_ROWS / 2) {
                 let mut q = QueryBuilder::<Db>::new(
-                    "INSERT INTO events (event_id, fault_id, kind, seq, topic, payload, received_at, status, reason) ",
+                    "INSERT INTO events (event_id, fault_id, kind, seq, topic, payload, received_at, status, reason, payload_digest) ",
                 );
                 q.push_values(chunk, |mut b, e| {
                     b.push_bind(e.event_id.clone()).push_bind(e.fault_id.clone()).push_bind(e.kind.clone())
                         .push_bind(e.seq).push_bind(e.topic.clone()).push_bind(e.payload.clone())
-                        .push_bind(millis(e.received_at)).push_bind(e.status.as_str()).push_bind(e.reason.clone());
+                        .push_bind(millis(e.received_at)).push_bind(e.status.as_str()).push_bind(e.reason.clone())
+                        .push_bind(e.digest.clone());
                 });
                 q.build().persistent(false).execute(&mut *tx).await?;
             }
