@@ -19,11 +19,12 @@ use crate::ingest::deadletter::DeadLetters;
 use crate::ingest::engine::{Engine, EngineConfig, EngineOutputs};
 use crate::ingest::event::Limits;
 use crate::ingest::mqtt::{self, Link, MqttError};
+use crate::notify::intents::Delays;
 use crate::notify::jobs::Jobs;
 use crate::notify::pause::ClaimPause;
 use crate::notify::templates::Templates;
 use crate::notify::worker::DeliveryWorker;
-use crate::outage::OutageChange;
+use crate::outage::{OutageChange, OutageRules};
 use crate::shared::{load_book, SharedBook};
 use crate::status::{LatestDocs, LiveEvent, NoticeTotals, StatusPublisher};
 use crate::store::{Store, StoreError};
@@ -81,7 +82,7 @@ impl App {
         )
         .await?;
         store.migrate().await?;
-        let (book, customers_seen_ms) = load_book(&store, settings.outage_rules()).await?;
+        let (book, customers_seen_ms) = load_book(&store, outage_rules(&settings)).await?;
         {
             let b = book.index().len();
             tracing::info!(
@@ -167,7 +168,7 @@ impl App {
                 },
                 batch_size: s.ingest.batch_size,
                 reload_every: Duration::from_secs(s.mapping.reload_secs),
-                delays: s.notice_delays(),
+                delays: notice_delays(s),
             },
             EngineOutputs {
                 dirty: dirty_tx,
@@ -510,4 +511,22 @@ fn spawn_on_own_thread(
             tracing::error!("the delivery worker's thread ended in a panic");
         }
     }))
+}
+
+/// The outage book's rules (`notify.momentary_delay_secs`, `notify.etr_change_minutes`). Built
+/// here, at the top, so that `config` imports nothing above it.
+fn outage_rules(s: &Settings) -> OutageRules {
+    OutageRules {
+        momentary_delay: s.momentary_delay(),
+        etr_change: Duration::from_secs(s.notify.etr_change_minutes.saturating_mul(60)),
+    }
+}
+
+/// When outage notices fall due besides the momentary delay
+/// (`notify.critical_momentary_delay_secs`, `notify.late_event_wait_secs`).
+fn notice_delays(s: &Settings) -> Delays {
+    Delays {
+        critical: Duration::from_secs(s.notify.critical_momentary_delay_secs),
+        late_event: Duration::from_secs(s.notify.late_event_wait_secs),
+    }
 }

@@ -532,23 +532,6 @@ impl Settings {
     pub fn momentary_delay(&self) -> Duration {
         Duration::from_secs(self.notify.momentary_delay_secs)
     }
-
-    /// When outage notices fall due besides the momentary delay
-    /// (`notify.critical_momentary_delay_secs`, `notify.late_event_wait_secs`).
-    pub fn notice_delays(&self) -> crate::notify::intents::Delays {
-        crate::notify::intents::Delays {
-            critical: Duration::from_secs(self.notify.critical_momentary_delay_secs),
-            late_event: Duration::from_secs(self.notify.late_event_wait_secs),
-        }
-    }
-
-    /// The outage book's rules (`notify.momentary_delay_secs`, `notify.etr_change_minutes`).
-    pub fn outage_rules(&self) -> crate::outage::OutageRules {
-        crate::outage::OutageRules {
-            momentary_delay: self.momentary_delay(),
-            etr_change: Duration::from_secs(self.notify.etr_change_minutes.saturating_mul(60)),
-        }
-    }
 }
 
 fn invalid(key: &'static str, message: &str) -> ConfigError {

@@ -9,12 +9,11 @@
 ALTER TABLE events ADD COLUMN dead_letter_by TEXT;
 ALTER TABLE events ADD COLUMN dead_letter_at INTEGER;
 -- SHA-256 of a rejected row's topic, reason and stored payload: the broker redelivering the
--- payload (its acknowledgement lost) is recognised by it. Set when the next rejection is
--- checked, not in the batch's own statement.
+-- payload (its acknowledgement lost) is recognised by it. Written with the row; rows older
+-- than this migration have none.
 ALTER TABLE events ADD COLUMN payload_digest TEXT;
 -- Letters of rows rejected before this migration were sent (or lost) by the old code.
 UPDATE events SET dead_letter_at = received_at WHERE status = 'rejected';
 -- The few rows with work left, found without reading the event log.
 CREATE INDEX events_dead_letters_due ON events (id) WHERE status = 'rejected' AND dead_letter_at IS NULL;
-CREATE INDEX events_undigested ON events (id) WHERE status = 'rejected' AND payload_digest IS NULL;
 CREATE INDEX events_rejected_digest ON events (payload_digest) WHERE status = 'rejected';

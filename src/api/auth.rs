@@ -120,8 +120,7 @@ pub async fn create_key(
 }
 
 fn hash(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::domain::hex(&Sha256::digest(secret.as_bytes()))
 }
 
 /// Equal without an early exit, so timing tells nothing about how much of a hash matched.

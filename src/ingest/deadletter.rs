@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::mqtt::{options, Backoff, MqttError};
 use crate::config::MqttSettings;
-use crate::store::{DeadLetterRow, Store};
+use crate::store::{Store, StoredEvent};
 
 /// Letters in flight at once: well within the client's in-flight window (100), so that packet
 /// ids never repeat inside one window.
@@ -275,7 +275,7 @@ impl Window {
 /// The dead-letter document of a stored rejection: the reason, where the payload came from, and
 /// the payload as stored (as text when it is UTF-8, else base64), so that MQTT 3.1.1 brokers can
 /// carry the reason too. A letter that would not fit in `max_bytes` carries the payload's head.
-pub fn letter(row: &DeadLetterRow, max_bytes: usize) -> Vec<u8> {
+pub fn letter(row: &StoredEvent, max_bytes: usize) -> Vec<u8> {
     let stored = row.reason.as_deref().unwrap_or_default();
     let (code, reason) = stored.split_once(": ").unwrap_or(("invalid", stored));
     // A payload over the size limit was stored by its head only.
@@ -292,7 +292,7 @@ pub fn letter(row: &DeadLetterRow, max_bytes: usize) -> Vec<u8> {
     )
 }
 
-fn document(row: &DeadLetterRow, code: &str, reason: &str, payload: &[u8], cut: bool) -> Vec<u8> {
+fn document(row: &StoredEvent, code: &str, reason: &str, payload: &[u8], cut: bool) -> Vec<u8> {
     let mut doc = Map::new();
     doc.insert("id".into(), row.id.into());
     doc.insert("reason".into(), reason.into());
@@ -318,14 +318,15 @@ fn document(row: &DeadLetterRow, code: &str, reason: &str, payload: &[u8], cut: 
 mod tests {
     use super::*;
 
-    fn row(reason: &str, payload: &[u8]) -> DeadLetterRow {
-        DeadLetterRow {
+    fn row(reason: &str, payload: &[u8]) -> StoredEvent {
+        StoredEvent {
             id: 7,
             event_id: Some("evt-bad-2".into()),
             fault_id: None,
             topic: "faultline/v1/events/north/F-9".into(),
             payload: payload.to_vec(),
             received_at: chrono::DateTime::from_timestamp(1_795_442_701, 0).unwrap(),
+            status: "rejected".into(),
             reason: Some(reason.into()),
         }
     }

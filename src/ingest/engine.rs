@@ -202,9 +202,16 @@ impl Engine {
     ) -> Result<(BatchOutcome, Vec<Verdict>), StoreError> {
         self.ensure_clean_book().await?;
         let now = self.clock.now();
-        let parsed: Vec<Result<FaultEvent, Rejection>> = batch
+        // A rejection comes with its digest, computed once: it finds a redelivery of the
+        // payload among those rejected before, and is stored with the row.
+        let parsed: Vec<Result<FaultEvent, (Rejection, String)>> = batch
             .iter()
-            .map(|m| parse_event(&m.payload, self.config.limits))
+            .map(|m| {
+                parse_event(&m.payload, self.config.limits).map_err(|r| {
+                    let digest = payload_digest(&m.topic, &stored_reason(&r), kept(&m.payload, &r));
+                    (r, digest)
+                })
+            })
             .collect();
         let ids: Vec<String> = parsed
             .iter()
@@ -216,7 +223,7 @@ impl Engine {
         let mut pending = Pending::new(self.config.delays, now);
         for (msg, parsed) in batch.iter().zip(parsed) {
             match parsed {
-                Err(rejection) => pending.reject(msg, rejection, &mut known, now),
+                Err((rejection, digest)) => pending.reject(msg, rejection, digest, &mut known, now),
                 Ok(event) => {
                     // `insert` is false for an id accepted before, or earlier in this batch.
                     let (status, reason) = if seen.insert(event.event_id.as_str().to_owned()) {
@@ -248,20 +255,13 @@ impl Engine {
     async fn rejected_before(
         &self,
         batch: &[Inbound],
-        parsed: &[Result<FaultEvent, Rejection>],
+        parsed: &[Result<FaultEvent, (Rejection, String)>],
     ) -> Result<HashSet<String>, StoreError> {
         let digests: Vec<String> = batch
             .iter()
             .zip(parsed)
             .filter(|(msg, _)| msg.receipt.is_some())
-            .filter_map(|(msg, parsed)| {
-                let r = parsed.as_ref().err()?;
-                Some(payload_digest(
-                    &msg.topic,
-                    &stored_reason(r),
-                    kept(&msg.payload, r),
-                ))
-            })
+            .filter_map(|(_, parsed)| Some(parsed.as_ref().err()?.1.clone()))
             .collect();
         if digests.is_empty() {
             return Ok(HashSet::new());
@@ -410,13 +410,13 @@ impl Pending {
         &mut self,
         msg: &Inbound,
         rejection: Rejection,
+        digest: String,
         known: &mut HashSet<String>,
         now: DateTime<Utc>,
     ) {
         let reason = stored_reason(&rejection);
         let payload = kept(&msg.payload, &rejection);
         // Only a broker redelivers: a post over HTTP is answered, and rejected, every time.
-        let digest = payload_digest(&msg.topic, &reason, payload);
         if msg.receipt.is_some() && !known.insert(digest.clone()) {
             self.rejected_again(msg, rejection, &reason, now);
             return;

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::supersede::EtrUpdate;
 use crate::mapping::CustomerIdx;
 use crate::outage::{EtrNews, FaultState, MemberState, OutageBook, OutageChange};
 use crate::store::{millis, BatchWrite, EpisodeEnd, EpisodeStart, NoticeIntent, Suppression};
@@ -141,10 +142,11 @@ fn plan_etr_update(change: &OutageChange, book: &OutageBook, write: &mut BatchWr
     if fault.state != FaultState::Active {
         return;
     }
-    let variant = match news {
-        EtrNews::Estimate(etr) => format!("{}@{}", millis(etr), millis(change.at)),
-        EtrNews::Withdrawn { was } => format!("withdrawn:{}@{}", millis(was), millis(change.at)),
+    let update = match news {
+        EtrNews::Estimate(etr) => EtrUpdate::Estimate(millis(etr)),
+        EtrNews::Withdrawn { was } => EtrUpdate::Withdrawn(millis(was)),
     };
+    let variant = update.variant(Some(millis(change.at)));
     let fresh: HashSet<CustomerIdx> = change.now_out.iter().copied().collect();
     for &c in fault.affected.iter().filter(|c| !fresh.contains(c)) {
         let Some(start) = book.episode_of(c) else {

@@ -9,6 +9,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use super::pause::ClaimPause;
+use super::supersede::EtrUpdate;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::domain::FaultId;
@@ -106,7 +107,7 @@ impl Jobs {
                 .filter(|f| f.state == FaultState::Active)
                 .filter_map(|f| {
                     let etr = f.etr.filter(|&e| e <= now)?;
-                    let variant = format!("passed:{}", millis(etr));
+                    let variant = EtrUpdate::Passed(millis(etr)).variant(None);
                     let intents = intents(
                         &book,
                         &f.id,

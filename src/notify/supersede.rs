@@ -46,6 +46,20 @@ pub enum EtrUpdate {
 }
 
 impl EtrUpdate {
+    /// The variant of a notice that says this: `@` and the time it was announced follow where
+    /// one ETR may be announced more than once in an episode (estimates, withdrawals).
+    pub fn variant(self, announced_at: Option<i64>) -> String {
+        let head = match self {
+            Self::Estimate(etr) => etr.to_string(),
+            Self::Passed(etr) => format!("passed:{etr}"),
+            Self::Withdrawn(etr) => format!("withdrawn:{etr}"),
+        };
+        match announced_at {
+            Some(at) => format!("{head}@{at}"),
+            None => head,
+        }
+    }
+
     /// Reads a variant; what follows an `@` (when the ETR was announced) is left aside.
     pub fn parse(variant: &str) -> Option<Self> {
         let variant = variant.split_once('@').map_or(variant, |(head, _)| head);
@@ -232,6 +246,14 @@ mod tests {
         );
         assert_eq!(EtrUpdate::parse("17"), Some(EtrUpdate::Estimate(17)));
         assert_eq!(EtrUpdate::parse("17@99"), Some(EtrUpdate::Estimate(17)));
+        for update in [
+            EtrUpdate::Estimate(17),
+            EtrUpdate::Passed(17),
+            EtrUpdate::Withdrawn(17),
+        ] {
+            assert_eq!(EtrUpdate::parse(&update.variant(Some(99))), Some(update));
+            assert_eq!(EtrUpdate::parse(&update.variant(None)), Some(update));
+        }
         assert_eq!(
             EtrUpdate::parse("withdrawn:17@99"),
             Some(EtrUpdate::Withdrawn(17))

@@ -67,8 +67,6 @@ pub struct OutageChange {
     /// Outage episodes this change ended: (customer, the episode's start). One per `now_back`.
     pub episodes_ended: Vec<(CustomerIdx, DateTime<Utc>)>,
     pub etr_changed: bool,
-    /// The ETR before this change, when `etr_changed`.
-    pub previous_etr: Option<DateTime<Utc>>,
     /// What customers already out should be told of the ETR, when the change makes it news.
     pub etr_news: Option<EtrNews>,
     pub momentary: bool,
@@ -126,7 +124,6 @@ impl OutageChange {
             episodes_started: Vec::new(),
             episodes_ended: Vec::new(),
             etr_changed: false,
-            previous_etr: None,
             etr_news: None,
             momentary: false,
         }
@@ -565,7 +562,6 @@ fn absorb_descriptive(fault: &mut Fault, e: &FaultEvent, change: &mut OutageChan
         Etr::At(t) => Some(t),
     };
     if etr != fault.etr {
-        change.previous_etr = fault.etr;
         fault.etr = etr;
         change.etr_changed = true;
     }

@@ -50,15 +50,14 @@ pub(crate) trait BulkWrite {
         now: i64,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 
-    /// Suppresses the staged notices of `kind` for these (customer, episode) pairs (they
-    /// become `suppressed` notices with `reason`); queued ones are left to the caller.
+    /// Suppresses the staged notices `which` selects (they become `suppressed` notices with
+    /// `reason`); queued ones are left to the caller. Returns how many.
     fn suppress_staged(
         &mut self,
-        kind: &str,
-        pairs: &[(String, i64)],
+        which: staged::Settle<'_>,
         reason: &str,
         now: i64,
-    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 
     /// Inserts episode starts, skipping any that exist.
     fn insert_episodes(
@@ -133,12 +132,11 @@ impl BulkWrite for SqliteConnection {
     /// SQLite stages nothing.
     async fn suppress_staged(
         &mut self,
-        _: &str,
-        _: &[(String, i64)],
+        _: staged::Settle<'_>,
         _: &str,
         _: i64,
-    ) -> Result<(), sqlx::Error> {
-        Ok(())
+    ) -> Result<u64, sqlx::Error> {
+        Ok(0)
     }
 
     async fn insert_episodes(&mut self, starts: &[EpisodeStart]) -> Result<(), sqlx::Error> {
@@ -244,14 +242,11 @@ impl BulkWrite for PgConnection {
 
     async fn suppress_staged(
         &mut self,
-        kind: &str,
-        pairs: &[(String, i64)],
+        which: staged::Settle<'_>,
         reason: &str,
         now: i64,
-    ) -> Result<(), sqlx::Error> {
-        let which = staged::Settle::Pairs(kind, pairs);
-        staged::settle(self, which, Some(reason), now).await?;
-        Ok(())
+    ) -> Result<u64, sqlx::Error> {
+        staged::settle(self, which, Some(reason), now).await
     }
 
     async fn insert_episodes(&mut self, starts: &[EpisodeStart]) -> Result<(), sqlx::Error> {

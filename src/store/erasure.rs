@@ -18,11 +18,8 @@
 //! request, so that it takes those rows along. A notice claimed meanwhile reads the tombstone's
 //! contacts, which have no channel: it ends `suppressed`, never `sending`.
 
-use std::future::Future;
-
-use sqlx::{PgConnection, SqliteConnection};
-
-use super::staged::{self, Settle};
+use super::bulk::BulkWrite;
+use super::staged::Settle;
 use super::{on_pool, Store, StoreError};
 use crate::domain::CustomerId;
 
@@ -83,33 +80,6 @@ pub struct Erasure {
     pub notices_in_flight: i64,
 }
 
-/// The one step of an erasure that differs by backend: the customer's staged notices
-/// (PostgreSQL; SQLite stages none) become suppressed notices, which the rest of the erasure
-/// then treats like any other.
-pub(crate) trait StagedErasure {
-    fn suppress_staged_of(
-        &mut self,
-        customer_id: &str,
-        now: i64,
-    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
-}
-
-impl StagedErasure for SqliteConnection {
-    async fn suppress_staged_of(&mut self, _: &str, _: i64) -> Result<u64, sqlx::Error> {
-        Ok(0)
-    }
-}
-
-impl StagedErasure for PgConnection {
-    async fn suppress_staged_of(
-        &mut self,
-        customer_id: &str,
-        now: i64,
-    ) -> Result<u64, sqlx::Error> {
-        staged::settle(self, Settle::Customer(customer_id), Some(REASON), now).await
-    }
-}
-
 /// A fresh pseudonym: 128 random bits, derived from nothing, so that it leads nowhere.
 pub(crate) fn pseudonym() -> String {
     format!("erased:{:032x}", rand::random::<u128>())
@@ -148,7 +118,8 @@ macro_rules! unlink_in {
     ($tx:expr, $id:expr, $now:expr) => {{
         use $crate::store::erasure as e;
         let id: &str = $id;
-        e::StagedErasure::suppress_staged_of(&mut *$tx, id, $now).await?;
+        let staged = $crate::store::staged::Settle::Customer(id);
+        $crate::store::bulk::BulkWrite::suppress_staged(&mut *$tx, staged, e::REASON, $now).await?;
         sqlx::query(e::SUPPRESS_WAITING)
             .bind(id)
             .bind(e::REASON)
@@ -214,7 +185,7 @@ impl Store {
             if found.rows_affected() == 0 {
                 return Ok(None);
             }
-            StagedErasure::suppress_staged_of(&mut *tx, id, now).await?;
+            BulkWrite::suppress_staged(&mut *tx, Settle::Customer(id), REASON, now).await?;
             sqlx::query(SUPPRESS_WAITING).bind(id).bind(REASON).bind(now).execute(&mut *tx).await?;
             sqlx::query(ERASE_TEXTS).bind(id).execute(&mut *tx).await?;
             for (path, rest) in &paths {

@@ -1,11 +1,10 @@
 //! The event log: every payload received, with what became of it.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use sqlx::{QueryBuilder, Row};
+use sqlx::QueryBuilder;
 
 use super::{from_millis, on_pool, Store, StoreError, CHUNK_ROWS};
 
@@ -52,19 +51,6 @@ pub struct EventRecord {
     pub digest: Option<String>,
 }
 
-/// A rejected event whose dead letter is due (`ingest::deadletter`).
-#[derive(Debug, Clone)]
-pub struct DeadLetterRow {
-    pub id: i64,
-    pub event_id: Option<String>,
-    pub fault_id: Option<String>,
-    pub topic: String,
-    pub payload: Vec<u8>,
-    pub received_at: DateTime<Utc>,
-    /// `code: reason`, as the engine stored it.
-    pub reason: Option<String>,
-}
-
 /// What a rejected payload is recognised by when the broker delivers it again: SHA-256 (hex)
 /// of its topic, its stored reason and its stored payload. The reason is part of it because a
 /// payload over the size limit is stored by its head only, and its reason names its size.
@@ -75,15 +61,10 @@ pub fn payload_digest(topic: &str, reason: &str, payload: &[u8]) -> String {
     hash.update(reason.as_bytes());
     hash.update([0]);
     hash.update(payload);
-    hash.finalize()
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
+    crate::domain::hex(&hash.finalize())
 }
 
-/// An event log row as read back.
+/// An event log row as read back (the event log's listing, the dead letters' outbox).
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub id: i64,
@@ -96,6 +77,36 @@ pub struct StoredEvent {
     pub reason: Option<String>,
 }
 
+/// The columns of a [`StoredEvent`], in the order of [`EventColumns`].
+const EVENT_COLUMNS: &str = "id, event_id, fault_id, topic, payload, received_at, status, reason";
+type EventColumns = (
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+    Vec<u8>,
+    i64,
+    String,
+    Option<String>,
+);
+
+impl StoredEvent {
+    fn read(
+        (id, event_id, fault_id, topic, payload, at, status, reason): EventColumns,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            id,
+            event_id,
+            fault_id,
+            topic,
+            payload,
+            received_at: from_millis(at)?,
+            status,
+            reason,
+        })
+    }
+}
+
 impl Store {
     /// Has this `event_id` been accepted before (applied, stale or ignored)?
     pub async fn event_accepted(&self, event_id: &str) -> Result<bool, StoreError> {
@@ -105,20 +116,28 @@ impl Store {
     }
 
     /// Which of these `event_id`s have been accepted before (one query for a whole batch).
-    pub async fn accepted_event_ids(
+    pub async fn accepted_event_ids(&self, ids: &[String]) -> Result<HashSet<String>, StoreError> {
+        let sql = "SELECT event_id FROM events WHERE status IN ('applied', 'stale', 'ignored') AND event_id IN (";
+        self.found_among(sql, ids).await
+    }
+
+    /// The values of `values` that `select` (a query ending in `IN (`, selecting one text
+    /// column) finds, a chunk of values per query.
+    async fn found_among(
         &self,
-        ids: &[String],
-    ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let mut found = std::collections::HashSet::new();
-        for chunk in ids.chunks(super::CHUNK_ROWS) {
+        select: &str,
+        values: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut found = HashSet::new();
+        for chunk in values.chunks(CHUNK_ROWS) {
             let rows: Vec<String> = on_pool!(self, pool, Db => {
-                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT event_id FROM events WHERE status IN ('applied', 'stale', 'ignored') AND event_id IN (");
+                let mut q = QueryBuilder::<Db>::new(select);
                 let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.clone());
+                for value in chunk {
+                    list.push_bind(value.clone());
                 }
                 q.push(")");
-                q.build_query_scalar().fetch_all(pool).await?
+                q.build_query_scalar().persistent(false).fetch_all(pool).await?
             });
             found.extend(rows);
         }
@@ -131,32 +150,14 @@ impl Store {
         status: Option<EventStatus>,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = "SELECT id, event_id, fault_id, topic, payload, received_at, status, reason FROM events \
-                   WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC LIMIT $2";
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE ($1 IS NULL OR status = $1) ORDER BY id DESC LIMIT $2"
+        );
         let status = status.map(|s| s.as_str().to_owned());
-        let rows = on_pool!(self, pool, _Db => {
-            let rows = sqlx::query(sql).bind(status).bind(limit).fetch_all(pool).await?;
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?,
-                             r.try_get::<i64, _>(5)?, r.try_get(6)?, r.try_get(7)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        let rows: Vec<EventColumns> = on_pool!(self, pool, _Db => {
+            sqlx::query_as(&sql).bind(status).bind(limit).fetch_all(pool).await?
         });
-        rows.into_iter()
-            .map(
-                |(id, event_id, fault_id, topic, payload, at, status, reason)| {
-                    Ok(StoredEvent {
-                        id,
-                        event_id,
-                        fault_id,
-                        topic,
-                        payload,
-                        received_at: from_millis(at)?,
-                        status,
-                        reason,
-                    })
-                },
-            )
-            .collect()
+        rows.into_iter().map(StoredEvent::read).collect()
     }
 
     /// The newest event log row id: a cheap progress probe (it equals the row count on SQLite;
@@ -176,9 +177,6 @@ impl Store {
     }
 }
 
-/// Columns of a [`DeadLetterRow`], in its order.
-const DEAD_LETTER_COLUMNS: &str = "id, event_id, fault_id, topic, payload, received_at, reason";
-
 /// The dead-letter outbox: rejected rows whose letters are not acknowledged by the broker yet.
 impl Store {
     /// Takes up to `limit` rejected rows whose letters are due, oldest first, for `owner` (the
@@ -188,35 +186,21 @@ impl Store {
         &self,
         owner: &str,
         limit: i64,
-    ) -> Result<Vec<DeadLetterRow>, StoreError> {
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         // The outer condition repeats the inner one: on PostgreSQL a row another daemon took
         // meanwhile is re-checked after its lock and skipped, instead of taken twice.
         let sql = format!(
             "UPDATE events SET dead_letter_by = $1 WHERE id IN (SELECT id FROM events \
              WHERE status = 'rejected' AND dead_letter_at IS NULL \
              AND (dead_letter_by IS NULL OR dead_letter_by = $1) ORDER BY id LIMIT $2) \
-             AND (dead_letter_by IS NULL OR dead_letter_by = $1) RETURNING {DEAD_LETTER_COLUMNS}"
+             AND (dead_letter_by IS NULL OR dead_letter_by = $1) RETURNING {EVENT_COLUMNS}"
         );
-        let rows = on_pool!(self, pool, _Db => {
-            let rows = sqlx::query(&sql).bind(owner).bind(limit).fetch_all(pool).await?;
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?,
-                             r.try_get::<i64, _>(5)?, r.try_get(6)?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        let rows: Vec<EventColumns> = on_pool!(self, pool, _Db => {
+            sqlx::query_as(&sql).bind(owner).bind(limit).fetch_all(pool).await?
         });
         let mut letters = rows
             .into_iter()
-            .map(|(id, event_id, fault_id, topic, payload, at, reason)| {
-                Ok(DeadLetterRow {
-                    id,
-                    event_id,
-                    fault_id,
-                    topic,
-                    payload,
-                    received_at: from_millis(at)?,
-                    reason,
-                })
-            })
+            .map(StoredEvent::read)
             .collect::<Result<Vec<_>, StoreError>>()?;
         letters.sort_by_key(|l| l.id);
         Ok(letters)
@@ -257,21 +241,8 @@ impl Store {
         &self,
         digests: &[String],
     ) -> Result<HashSet<String>, StoreError> {
-        let mut found = HashSet::new();
-        for chunk in digests.chunks(CHUNK_ROWS) {
-            let rows: Vec<String> = on_pool!(self, pool, Db => {
-                let mut q = QueryBuilder::<Db>::new(
-                    "SELECT payload_digest FROM events WHERE status = 'rejected' AND payload_digest IN (",
-                );
-                let mut list = q.separated(", ");
-                for digest in chunk {
-                    list.push_bind(digest.clone());
-                }
-                q.push(")");
-                q.build_query_scalar().persistent(false).fetch_all(pool).await?
-            });
-            found.extend(rows);
-        }
-        Ok(found)
+        let sql =
+            "SELECT payload_digest FROM events WHERE status = 'rejected' AND payload_digest IN (";
+        self.found_among(sql, digests).await
     }
 }

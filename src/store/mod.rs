@@ -31,7 +31,7 @@ pub use delivery::{
     NoticeView, QueueKey, RelatedState,
 };
 pub use erasure::{Erasure, CUSTOMER_PATHS, CUSTOMER_ROUTE};
-pub use events::{payload_digest, DeadLetterRow, EventRecord, EventStatus, StoredEvent};
+pub use events::{payload_digest, EventRecord, EventStatus, StoredEvent};
 pub use faults::{BatchWrite, FaultRow, MemberOp};
 pub use inbound::{Receipt, ReceiptEffect, Replier};
 pub use notices::{EpisodeEnd, EpisodeStart, NoticeIntent, Suppression};

@@ -56,8 +56,6 @@ impl Store {
         Ok(n)
     }
 
-    /// Customers with at least one notice of `kind` (staged ones included), and how many each
-    /// has, sorted by customer.
     /// The variants of a fault's notices of one kind, sorted (inspection and tests).
     pub async fn notice_variants(
         &self,
@@ -69,6 +67,8 @@ impl Store {
         Ok(rows)
     }
 
+    /// Customers with at least one notice of `kind` (staged ones included), and how many each
+    /// has, sorted by customer.
     pub async fn notices_per_customer(&self, kind: &str) -> Result<Vec<(String, i64)>, StoreError> {
         let sql = "SELECT customer_id, COUNT(*) FROM outbox WHERE kind = $1 GROUP BY customer_id ORDER BY customer_id";
         let rows = on_pool!(self, pool, _Db => sqlx::query_as::<_, (String, i64)>(sql).bind(kind).fetch_all(pool).await?);
@@ -84,37 +84,6 @@ impl Store {
         let n =
             on_pool!(self, pool, _Db => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await?);
         Ok(n)
-    }
-
-    /// Notice counts per (fault, state) for these faults, in one query.
-    pub async fn notice_states(
-        &self,
-        fault_ids: &[String],
-    ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in fault_ids.chunks(super::CHUNK_ROWS) {
-            let rows: Vec<(String, String, i64)> = on_pool!(self, pool, Db => {
-                let mut q = sqlx::QueryBuilder::<Db>::new("SELECT fault_id, CASE WHEN receipt = 'delivered' THEN 'delivered' ELSE state END, COUNT(*) FROM notices WHERE fault_id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.clone());
-                }
-                // Staged notices (PostgreSQL) are queued ones; a fault may have both. Counted
-                // batch by batch down the staged key: a join was planned as a scan of every
-                // staged row, a big fault's million for each small fault's count.
-                q.push(") GROUP BY 1, 2 UNION ALL SELECT b.fault_id, 'queued', \
-                        (SELECT COUNT(*) FROM staged_notices s WHERE s.batch = b.batch) \
-                        FROM notice_batches b WHERE b.fault_id IN (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.clone());
-                }
-                q.push(")");
-                q.build_query_as().persistent(false).fetch_all(pool).await?
-            });
-            out.extend(rows);
-        }
-        Ok(out)
     }
 
     /// Creates notices outside an ingest batch (scheduled jobs); returns how many were new.
@@ -187,7 +156,8 @@ macro_rules! write_notices {
             $crate::telemetry::metrics::OUTBOX_WRITE.observe(started.elapsed().as_secs_f64());
         }
         for s in &$w.suppressions {
-            $crate::store::bulk::BulkWrite::suppress_staged(&mut *$tx, s.kind, &s.pairs, s.reason, $w.now).await?;
+            let which = $crate::store::staged::Settle::Pairs(s.kind, &s.pairs);
+            $crate::store::bulk::BulkWrite::suppress_staged(&mut *$tx, which, s.reason, $w.now).await?;
             for chunk in s.pairs.chunks($crate::store::CHUNK_ROWS) {
                 let mut q = sqlx::QueryBuilder::<$db>::new("UPDATE notices SET state = 'suppressed', reason = ");
                 q.push_bind(s.reason).push(", updated_at = ").push_bind($w.now)
