@@ -9,8 +9,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use faultline::app::App;
-use faultline::clock::Clock;
 use faultline::store::{BatchWrite, EventRecord, EventStatus, Store};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -47,17 +45,15 @@ async fn count(store: &Store, status: &str) -> i64 {
 }
 
 async fn a_five_megabyte_event_is_dead_lettered_and_the_next_one_applied(backend: Backend) {
-    let prefix = unique_prefix();
-    let (url, _dir) = fresh_database(backend, &prefix).await;
-    import_samples(&url).await;
     // The daemon reaches the broker through a proxy that counts its connections.
-    let proxy = Proxy::start().await;
-    let mut settings = test_settings(&prefix, &url);
-    settings.mqtt.url = proxy.url.clone();
-    let app = App::build(settings.clone(), Clock::System).await.unwrap();
-    let store = app.store().clone();
-    let mut running = app.start().unwrap();
-    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+    let ProxiedDaemon {
+        settings,
+        mut running,
+        store,
+        proxy,
+        _dir,
+    } = proxied_daemon(backend).await;
+    let prefix = settings.mqtt.client_id.clone();
     let mut letters = subscribe(&settings.mqtt.deadletter_topic).await;
 
     let big = oversized(5 * 1024 * 1024);

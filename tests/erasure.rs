@@ -7,12 +7,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use common::api::{ApiClient, ROLES};
 use common::*;
 use faultline::api::auth::create_key;
-use faultline::app::{App, Running};
+use faultline::app::Running;
 use faultline::clock::Clock;
 use faultline::config::Settings;
 use faultline::domain::CustomerId;
@@ -146,18 +145,15 @@ struct Daemon {
 
 impl Daemon {
     async fn start(backend: Backend) -> Self {
-        let (prefix, url, dir, store) = database_with(backend, &customers()).await;
-        let mut settings = test_settings(&prefix, &url);
-        let log = dir.path().join("notices.jsonl");
-        settings.channels.log.path = log.display().to_string();
-        settings.notify.poll_ms = 50;
-        let clock = Clock::manual("2026-11-24T11:00:00Z".parse().unwrap());
-        let mut running = App::build(settings.clone(), clock.clone())
-            .await
-            .unwrap()
-            .start()
-            .unwrap();
-        assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+        let eleven = "2026-11-24T11:00:00Z".parse().unwrap();
+        let LogDaemon {
+            settings,
+            running,
+            store,
+            clock,
+            log,
+            _dir,
+        } = log_daemon(backend, &customers(), eleven, |_| {}).await;
         let mut keys = HashMap::new();
         for role in ROLES {
             let key = create_key(&store, role, role.parse().unwrap(), 0).await;
@@ -175,22 +171,12 @@ impl Daemon {
             clock,
             api,
             log,
-            _dir: dir,
+            _dir,
         }
     }
 
     async fn publish(&self, fault: &str, events: &[String]) {
-        let topic = format!(
-            "{}/faultline/v1/events/test/{fault}",
-            self.settings.mqtt.client_id
-        );
-        let messages = events
-            .iter()
-            .map(|e| (topic.clone(), e.clone().into_bytes()))
-            .collect();
-        faultline::ingest::publish::publish_all(&self.settings.mqtt, messages)
-            .await
-            .unwrap();
+        publish_events(&self.settings, fault, events).await;
     }
 
     /// Waits until the daemon's book has the customer `ID` placed (or not), and in an open

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use common::*;
-use faultline::app::{App, Running};
+use faultline::app::Running;
 use faultline::clock::Clock;
 use faultline::config::Settings;
 use faultline::store::Store;
@@ -43,23 +41,21 @@ struct Kit {
 /// A daemon on the product's notice timing (not the tests' usual late-event wait of 0), its
 /// clock at `T0 + clock_offset`.
 async fn start(backend: Backend, clock_offset: i64) -> Kit {
-    let (prefix, url, dir, store) = database_with(backend, CUSTOMERS).await;
-    let mut settings = test_settings(&prefix, &url);
-    let defaults = Settings::defaults();
-    settings.notify.late_event_wait_secs = defaults.notify.late_event_wait_secs;
+    let product = Settings::defaults().notify.late_event_wait_secs;
+    let LogDaemon {
+        settings,
+        running,
+        store,
+        clock,
+        log,
+        _dir,
+    } = log_daemon(backend, CUSTOMERS, at(clock_offset), |s| {
+        s.notify.late_event_wait_secs = product;
+    })
+    .await;
     assert_eq!(settings.notify.momentary_delay_secs, 300);
     assert_eq!(settings.notify.late_event_wait_secs, 60);
     assert_eq!(settings.notify.critical_momentary_delay_secs, 0);
-    let log = dir.path().join("notices.jsonl");
-    settings.channels.log.path = log.display().to_string();
-    settings.notify.poll_ms = 50;
-    let clock = Clock::manual(at(clock_offset));
-    let mut running = App::build(settings.clone(), clock.clone())
-        .await
-        .unwrap()
-        .start()
-        .unwrap();
-    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
     Kit {
         settings,
         running,
@@ -67,7 +63,7 @@ async fn start(backend: Backend, clock_offset: i64) -> Kit {
         clock,
         log,
         published: 0,
-        _dir: dir,
+        _dir,
     }
 }
 
@@ -79,16 +75,7 @@ impl Kit {
             r#"{{"v":1,"event_id":"{fault}-{seq}","fault_id":"{fault}","kind":"{kind}","seq":{seq},"occurred_at":"{}"{extra}}}"#,
             rfc3339(at(offset))
         );
-        let topic = format!(
-            "{}/faultline/v1/events/test/{fault}",
-            self.settings.mqtt.client_id
-        );
-        faultline::ingest::publish::publish_all(
-            &self.settings.mqtt,
-            vec![(topic, payload.into_bytes())],
-        )
-        .await
-        .unwrap();
+        publish_events(&self.settings, fault, &[payload]).await;
         self.published += 1;
         wait_events(&self.store, self.published).await;
     }

@@ -1,70 +1,25 @@
-//! ETR updates (appeared or moved by at least `notify.etr_change_minutes`, and the "still working
-//! on it" follow-up when an ETR passes), planned-outage advance notices at their offsets, and the
-//! cancellation notice, on a manual clock and the real broker and databases. The customers
-//! prefer SMS, so the short SMS wording (local times, one segment) is what the log records.
+//! ETR updates (appeared, or at least `notify.etr_change_minutes` from the one last announced,
+//! and the "still working on it" follow-up when an ETR passes), planned-outage advance notices at
+//! their offsets, and the cancellation notice, on a manual clock and the real broker and
+//! databases. The customers prefer SMS, so the short SMS wording (local times, one segment) is
+//! what the log records.
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use faultline::app::{App, Running};
-use faultline::clock::Clock;
-use faultline::config::Settings;
-use faultline::store::Store;
 
 const CUSTOMERS: &str = "customer_id,name,lon,lat,phone,email,push_token,language,channels,quiet_hours,timezone,critical,feeder,service_point\n\
     K1,A. Anders,11.80,53.40,+4915100000021,,,en,sms,,Europe/Berlin,,TS-1,TS-1 Bus 1\n\
     K2,B. Berger,11.80,53.40,+4915100000022,,,de,sms,,Europe/Berlin,,TS-1,TS-1 Bus 2\n\
     K3,C. Chen,11.80,53.40,+4915100000023,,,zh,sms,,Europe/Berlin,,TS-2,TS-2 Bus 1\n";
 
-struct Kit {
-    settings: Settings,
-    running: Running,
-    store: Store,
-    clock: Clock,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
+type Kit = LogDaemon;
 
 async fn start(backend: Backend, now: &str) -> Kit {
-    let (prefix, url, dir, store) = database_with(backend, CUSTOMERS).await;
-    let mut settings = test_settings(&prefix, &url);
-    let log = dir.path().join("notices.jsonl");
-    settings.channels.log.path = log.display().to_string();
-    settings.notify.poll_ms = 50;
-    let clock = Clock::manual(now.parse().unwrap());
-    let mut running = App::build(settings.clone(), clock.clone())
-        .await
-        .unwrap()
-        .start()
-        .unwrap();
-    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
-    Kit {
-        settings,
-        running,
-        store,
-        clock,
-        log,
-        _dir: dir,
-    }
+    log_daemon(backend, CUSTOMERS, now.parse().unwrap(), |_| {}).await
 }
 
 impl Kit {
-    async fn publish(&self, fault: &str, events: &[String]) {
-        let topic = format!(
-            "{}/faultline/v1/events/test/{fault}",
-            self.settings.mqtt.client_id
-        );
-        let messages = events
-            .iter()
-            .map(|e| (topic.clone(), e.clone().into_bytes()))
-            .collect();
-        faultline::ingest::publish::publish_all(&self.settings.mqtt, messages)
-            .await
-            .unwrap();
-    }
-
     async fn applied(&self, n: i64) {
         wait_events(&self.store, n).await;
     }

@@ -10,16 +10,14 @@ use faultline::app::App;
 use faultline::clock::Clock;
 
 async fn connection_loss_mid_stream_loses_no_event(backend: Backend) {
-    let prefix = unique_prefix();
-    let (url, _dir) = fresh_database(backend, &prefix).await;
-    import_samples(&url).await;
-    let proxy = Proxy::start().await;
-    let mut settings = test_settings(&prefix, &url);
-    settings.mqtt.url = proxy.url.clone();
-    let app = App::build(settings.clone(), Clock::System).await.unwrap();
-    let store = app.store().clone();
-    let mut running = app.start().unwrap();
-    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+    let ProxiedDaemon {
+        settings,
+        mut running,
+        store,
+        proxy,
+        _dir,
+    } = proxied_daemon(backend).await;
+    let prefix = settings.mqtt.client_id.clone();
 
     // Publishers talk to the broker directly; only the daemon's link goes through the proxy.
     let mut direct = settings.mqtt.clone();

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::*;
-use faultline::app::App;
+use faultline::app::{App, Running};
 use faultline::clock::Clock;
-use faultline::config::Secret;
+use faultline::config::{Secret, Settings};
 use hmac::{Hmac, Mac};
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -112,17 +112,7 @@ async fn receipts_and_replies(backend: Backend) {
     settings.channels.sms.status_callback = "https://utility.example/webhooks/sms/status".into();
     settings.channels.log.path = dir.path().join("email.jsonl").display().to_string();
     settings.notify.poll_ms = 50;
-    let mut running = App::build(settings.clone(), Clock::System)
-        .await
-        .unwrap()
-        .start()
-        .unwrap();
-    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
-    let hooks = Webhooks {
-        base: format!("http://{}", running.api_addr),
-        http: reqwest::Client::new(),
-        sent: Default::default(),
-    };
+    let (running, hooks) = start(&settings).await;
     let event = br#"{"v":1,"event_id":"w1","fault_id":"W-1","kind":"detected","occurred_at":"2026-11-23T14:00:00Z","cause":"storm","etr":"2026-11-23T20:00:00Z","devices":["TS-1"]}"#;
     let topic = format!("{prefix}/faultline/v1/events/test/W-1");
     faultline::ingest::publish::publish_all(&settings.mqtt, vec![(topic, event.to_vec())])
@@ -332,17 +322,7 @@ async fn staff_answer_their_dispatch_by_sms(backend: Backend) {
     settings.channels.sms.from = "+4915000000000".into();
     settings.notify.poll_ms = 50;
     settings.staffing.replan_secs = 1;
-    let mut running = App::build(settings.clone(), Clock::System)
-        .await
-        .unwrap()
-        .start()
-        .unwrap();
-    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
-    let hooks = Webhooks {
-        base: format!("http://{}", running.api_addr),
-        http: reqwest::Client::new(),
-        sent: Default::default(),
-    };
+    let (running, hooks) = start(&settings).await;
     // A major fault: lineworker ≥ 2, lineworker, damage assessor.
     let event = br#"{"v":1,"event_id":"d1","fault_id":"W-1","kind":"detected","occurred_at":"2026-11-23T14:00:00Z","cause":"storm","devices":["TS-1"]}"#;
     let topic = format!("{prefix}/faultline/v1/events/test/W-1");
@@ -422,12 +402,8 @@ async fn staff_answer_their_dispatch_by_sms(backend: Backend) {
     running.shutdown().await;
 }
 
-/// A signed inbound SMS delivered twice (Twilio's retry, or a replay by whoever captured the
-/// request) is acted on once: the daemon remembers its MessageSid.
-async fn a_repeated_inbound_sms_is_acted_on_once(backend: Backend) {
-    let (prefix, url, _dir, store) = database_with(backend, CUSTOMERS).await;
-    let mut settings = test_settings(&prefix, &url);
-    settings.channels.sms.auth_token = Secret::new(TOKEN);
+/// The daemon of `settings`, subscribed, and a client for its webhooks.
+async fn start(settings: &Settings) -> (Running, Webhooks) {
     let mut running = App::build(settings.clone(), Clock::System)
         .await
         .unwrap()
@@ -439,6 +415,16 @@ async fn a_repeated_inbound_sms_is_acted_on_once(backend: Backend) {
         http: reqwest::Client::new(),
         sent: Default::default(),
     };
+    (running, hooks)
+}
+
+/// A signed inbound SMS delivered twice (Twilio's retry, or a replay by whoever captured the
+/// request) is acted on once: the daemon remembers its MessageSid.
+async fn a_repeated_inbound_sms_is_acted_on_once(backend: Backend) {
+    let (prefix, url, _dir, store) = database_with(backend, CUSTOMERS).await;
+    let mut settings = test_settings(&prefix, &url);
+    settings.channels.sms.auth_token = Secret::new(TOKEN);
+    let (running, hooks) = start(&settings).await;
     let event = br#"{"v":1,"event_id":"r1","fault_id":"W-1","kind":"detected","occurred_at":"2026-11-23T14:00:00Z","cause":"storm","devices":["TS-1"]}"#;
     let topic = format!("{prefix}/faultline/v1/events/test/W-1");
     faultline::ingest::publish::publish_all(&settings.mqtt, vec![(topic, event.to_vec())])

@@ -258,6 +258,16 @@ mod tests {
         }
     }
 
+    fn unit_square() -> PreparedArea {
+        PreparedArea::new(&AreaShape::Polygons(vec![vec![vec![
+            [0.0, 0.0],
+            [1.0, 0.0],
+            [1.0, 1.0],
+            [0.0, 1.0],
+            [0.0, 0.0],
+        ]]]))
+    }
+
     #[test]
     fn areas_devices_and_moves() {
         let mut index = CustomerIndex::build(vec![
@@ -265,13 +275,7 @@ mod tests {
             customer("b", 1.5, 0.5, "F2"),
             customer("c", 5.0, 5.0, "F2"),
         ]);
-        let square = PreparedArea::new(&AreaShape::Polygons(vec![vec![vec![
-            [0.0, 0.0],
-            [1.0, 0.0],
-            [1.0, 1.0],
-            [0.0, 1.0],
-            [0.0, 0.0],
-        ]]]));
+        let square = unit_square();
         assert_eq!(index.affected(Some(&square), &[]), vec![0]);
         assert_eq!(index.affected(Some(&square), &["F2".into()]), vec![0, 1, 2]);
         assert_eq!(index.affected(None, &["F2 c".into()]), vec![2]);
@@ -288,13 +292,7 @@ mod tests {
 
     #[test]
     fn unplaced_customers_keep_their_index_and_are_nowhere() {
-        let square = PreparedArea::new(&AreaShape::Polygons(vec![vec![vec![
-            [0.0, 0.0],
-            [1.0, 0.0],
-            [1.0, 1.0],
-            [0.0, 1.0],
-            [0.0, 0.0],
-        ]]]));
+        let square = unit_square();
         let mut index = CustomerIndex::build(vec![
             customer("a", 0.5, 0.5, "F1"),
             customer("b", 0.6, 0.6, "F1"),

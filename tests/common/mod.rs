@@ -612,3 +612,97 @@ pub fn claim(limit: usize) -> faultline::store::ClaimRequest {
         ..Default::default()
     }
 }
+
+/// A daemon on a fresh database holding the customers of `csv`, on a manual clock set to
+/// `now`, sending every notice through the log channel at `log` (polled every 50 ms). `change`
+/// adjusts the settings before it starts.
+pub struct LogDaemon {
+    pub settings: Settings,
+    pub running: Running,
+    pub store: Store,
+    pub clock: Clock,
+    pub log: std::path::PathBuf,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn log_daemon(
+    backend: Backend,
+    csv: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    change: impl FnOnce(&mut Settings),
+) -> LogDaemon {
+    let (prefix, url, dir, store) = database_with(backend, csv).await;
+    let mut settings = test_settings(&prefix, &url);
+    let log = dir.path().join("notices.jsonl");
+    settings.channels.log.path = log.display().to_string();
+    settings.notify.poll_ms = 50;
+    change(&mut settings);
+    let clock = Clock::manual(now);
+    let mut running = App::build(settings.clone(), clock.clone())
+        .await
+        .unwrap()
+        .start()
+        .unwrap();
+    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+    LogDaemon {
+        settings,
+        running,
+        store,
+        clock,
+        log,
+        _dir: dir,
+    }
+}
+
+impl LogDaemon {
+    pub async fn publish(&self, fault: &str, events: &[String]) {
+        publish_events(&self.settings, fault, events).await;
+    }
+}
+
+/// Publishes `events` of `fault` on the events topic of the daemon of `settings` (QoS 1, each
+/// acknowledged by the broker).
+pub async fn publish_events(settings: &Settings, fault: &str, events: &[String]) {
+    let topic = format!(
+        "{}/faultline/v1/events/test/{fault}",
+        settings.mqtt.client_id
+    );
+    let messages = events
+        .iter()
+        .map(|e| (topic.clone(), e.clone().into_bytes()))
+        .collect();
+    faultline::ingest::publish::publish_all(&settings.mqtt, messages)
+        .await
+        .unwrap();
+}
+
+/// A daemon on a fresh database with the sample customers that reaches the broker through a
+/// [`Proxy`], which counts its connections and can cut them. Publishers and subscribers of the
+/// test talk to the broker directly.
+pub struct ProxiedDaemon {
+    pub settings: Settings,
+    pub running: Running,
+    pub store: Store,
+    pub proxy: Proxy,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn proxied_daemon(backend: Backend) -> ProxiedDaemon {
+    let prefix = unique_prefix();
+    let (url, dir) = fresh_database(backend, &prefix).await;
+    import_samples(&url).await;
+    let proxy = Proxy::start().await;
+    let mut settings = test_settings(&prefix, &url);
+    settings.mqtt.url = proxy.url.clone();
+    let app = App::build(settings.clone(), Clock::System).await.unwrap();
+    let store = app.store().clone();
+    let mut running = app.start().unwrap();
+    assert!(running.wait_subscribed(Duration::from_secs(10)).await);
+    ProxiedDaemon {
+        settings,
+        running,
+        store,
+        proxy,
+        _dir: dir,
+    }
+}
