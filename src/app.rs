@@ -485,7 +485,7 @@ pub const DELIVERY_THREAD: &str = "delivery";
 /// A fan-out is a great many small tasks that wake each other (a send, its connection's task,
 /// the window). On the daemon's shared runtime, every few of those wake-ups also wake the other
 /// worker thread to steal the work; on a thread of their own they run back to back. In a
-/// 200,000-notice fan-out the same work took a fifth less CPU (docs/PERFORMANCE.md). Delivery is
+/// 200,000-notice fan-out the same work took a fifth less CPU (docs/performance-history.md). Delivery is
 /// then one core's work per daemon: on SQLite there is one claimer anyway, and PostgreSQL
 /// scales out by daemons.
 fn spawn_on_own_thread(

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// jemalloc rather than glibc's malloc: a large fan-out allocates from many threads at once, and
-/// glibc's per-thread arenas kept hundreds of MiB of freed memory resident (docs/PERFORMANCE.md).
+/// glibc's per-thread arenas kept hundreds of MiB of freed memory resident (docs/performance-history.md).
 ///
 /// It serves C's `malloc` as well (the crate's `unprefixed_malloc_on_supported_platforms`), so
 /// SQLite allocates from it too. Under glibc, SQLite's thread spent a tenth of its time in
 /// `malloc`, `free` and their arena lock; with jemalloc its CPU over a million-notice fan-out
-/// fell by a fifth (36.9 and 35.8 s → 28.8 and 29.6 s, docs/PERFORMANCE.md), at the same RSS.
+/// fell by a fifth (36.9 and 35.8 s → 28.8 and 29.6 s, docs/performance-history.md), at the same RSS.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -23,7 +23,7 @@ fn builder(timeout_secs: u64) -> reqwest::ClientBuilder {
 /// HTTP/2 is what FCM recommends for sending many messages, and it is cheaper for us: a
 /// connection's requests share its reads and writes, where HTTP/1.1 pays a `writev` and a
 /// `recv` or two per request (the fan-out bench made a quarter fewer system calls and used
-/// 9–16 % less CPU, docs/PERFORMANCE.md).
+/// 9–16 % less CPU, docs/performance-history.md).
 /// Several connections, because a server caps the requests in flight on one (its
 /// `SETTINGS_MAX_CONCURRENT_STREAMS`, often 100) and reqwest opens no second connection when
 /// that cap is reached: with 100 streams and 50 ms of latency one connection carries 2,000

@@ -118,7 +118,7 @@ impl DeliveryWorker {
         // SQLite every page it touches written to the WAL again (a page holds some fifteen
         // notices, and each notice is changed by two refills). So a refill waits until it can
         // fill many slots, yet never so many that the window runs low: with every refill
-        // pending, half of the window is still in flight (docs/PERFORMANCE.md).
+        // pending, half of the window is still in flight (docs/performance-history.md).
         let refill = (window / (2 * refills)).max(1);
         let mut in_flight = FuturesUnordered::new();
         let mut marking: FuturesUnordered<Refill<'_>> = FuturesUnordered::new();
@@ -188,7 +188,7 @@ impl DeliveryWorker {
     /// hundreds of connection tasks: a refill of 256 notices took 22.6 ms, 8.8 ms of them the
     /// database's own work, and for a third of the fan-out the window ran below a quarter full
     /// waiting for it. On the daemon's shared runtime, otherwise idle during a fan-out, the
-    /// same refill takes 13–15 ms (docs/PERFORMANCE.md), and the rendering of what it claimed
+    /// same refill takes 13–15 ms (docs/performance-history.md), and the rendering of what it claimed
     /// leaves the delivery thread as well.
     fn spawn_refill(
         self: &Arc<Self>,

@@ -67,7 +67,7 @@ impl QueueKey {
 /// On PostgreSQL every notice claimed leaves a dead entry at the front of the queue index
 /// until a vacuum, and a claim that reads the queue from its front walks all of them: midway
 /// through a million-notice fan-out that is some 7.5 ms per claim, and a minute of the
-/// server's CPU over the fan-out's refills (docs/PERFORMANCE.md). A claim after the last key
+/// server's CPU over the fan-out's refills (docs/performance-history.md). A claim after the last key
 /// claimed starts past them. When fewer notices than `limit` are due after `after`, the claim
 /// reads the rest from the front, so nothing behind the cursor waits for long. Staged notices
 /// (PostgreSQL) are read the same way, after `after_staged` in their batch.

@@ -152,7 +152,7 @@ impl Store {
     /// message sid. One that does not (a message sent before callbacks named their notice) is
     /// found by sid alone, which no index serves: an index of provider ids took an insert at a
     /// random place per notice sent, which in a large fan-out cost more than all else SQLite
-    /// did (docs/PERFORMANCE.md).
+    /// did (docs/performance-history.md).
     pub async fn apply_receipt(
         &self,
         receipt: &Receipt<'_>,

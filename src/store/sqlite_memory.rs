@@ -5,7 +5,7 @@
 //! of its own and hands row values (allocated by SQLite) to our threads, which free them
 //! there: a fan-out's refills then contend for that mutex from two threads at once. Of the
 //! 34,306 futex calls `perf` recorded with their call stacks in a 50,000-notice fan-out,
-//! 13,693 were this mutex (docs/PERFORMANCE.md). Nothing here reads the statistics, so they
+//! 13,693 were this mutex (docs/performance-history.md). Nothing here reads the statistics, so they
 //! are turned off and SQLite allocates straight from the allocator (jemalloc, see `main.rs`).
 
 use std::ffi::c_int;
